@@ -1,0 +1,40 @@
+# Two commands for a fresh machine (see README):
+#   make quickstart   install, then run the main job and write its figures to figures/
+#   make test         install, then run the whole test suite (unit tests + every notebook via nbval)
+#
+# torch is installed first and pinned, so that pip never resolves an unpinned torch to a
+# multi-gigabyte CUDA build. Override TORCH_SPEC / TORCH_PIP_ARGS for other platforms, e.g.
+#   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_WORKERS ?= 2
+
+.PHONY: install quickstart test lint figures clean-data
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+quickstart: install
+	$(BIN)/python -m cdae quickstart
+
+test: install
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
+		--nbval-lax --sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
+		--durations 15
+
+lint: install
+	$(BIN)/ruff check cdae tests benchmarks notebooks
+	$(BIN)/nbstripout --keep-count --verify notebooks/*.ipynb
+
+figures: quickstart

