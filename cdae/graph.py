@@ -3,7 +3,8 @@
 ``A[i, j] = 1`` means node ``i`` is a direct cause of node ``j``. Node order is the order given by
 ``nodes`` (or first appearance in ``edges``); every model block and label column follows it.
 
-    >>> g = CausalGraph(edges=[("thickness", "intensity")], nodes=["digit", "thickness", "intensity"])
+    >>> g = CausalGraph(edges=[("thickness", "intensity")], nodes=["digit", "thickness",
+    ...                                                          "intensity"])
     >>> g.parents("intensity")
     ['thickness']
     >>> g.topological_order()

@@ -1,1 +1,1 @@
-"""Datasets: MNIST access, morphometry, Causal Morpho-MNIST, Pendulum, CausalCircuit, torch Datasets."""
+"""Datasets: MNIST, morphometry, Causal Morpho-MNIST, Pendulum, CausalCircuit, torch Datasets."""

@@ -1,4 +1,4 @@
-"""Access to real MNIST digits: local IDX folders, an md5-checked downloader, and an offline fallback.
+"""Real MNIST digits: local IDX folders, an md5-checked downloader, and an offline fallback.
 
 Where digits come from, in order:
 

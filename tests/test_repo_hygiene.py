@@ -1,0 +1,55 @@
+"""Repository rules that CI enforces: stripped notebooks, ruff-clean code, the two commands."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _tool(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed; run `make install`")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stripped_except_kept_regression_cells(path):
+    notebook = json.loads(path.read_text())
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.get("outputs") and "keep_output" not in tags:
+            pytest.fail(
+                f"{path.name} cell {index} keeps outputs; run `nbstripout --keep-count {path}` "
+                "or tag the cell keep_output if it is a deliberate regression check"
+            )
+
+
+def test_notebooks_exist_and_are_numbered():
+    assert NOTEBOOKS, "no notebooks found under notebooks/"
+    for path in NOTEBOOKS:
+        assert path.name[:2].isdigit() and path.name[2] == "_", path.name
+
+
+def test_ruff_is_clean():
+    result = subprocess.run(
+        [_tool("ruff"), "check", "cdae", "tests", "benchmarks", "notebooks"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make quickstart" in readme
+    assert ci.strip().splitlines()[-1] == "make test"
