@@ -1,0 +1,140 @@
+"""Counterfactual API on a tiny (untrained) model: units, propagation, errors, determinism.
+
+What a *trained* model achieves (effectiveness, round trips) is tested in test_pretrained.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from cdae import CausalGraph
+from cdae.counterfactual import CounterfactualModel
+from cdae.data.datasets import LabelNormalizer
+from cdae.diffusion import GaussianDiffusion
+from cdae.models import ModelConfig, build_model
+
+TINY = dict(encoder_channels=(8, 16), base_channels=8, channel_mult=(1, 2),
+            attention_resolutions=(), latent_dim=4)
+
+
+def make(kind="causal_diffae", graph_name="morphomnist", seed=0):
+    torch.manual_seed(seed)
+    graph = CausalGraph.preset(graph_name)
+    model = build_model(graph, ModelConfig.small(image_size=28, **TINY), kind)
+    # untrained weights are near-silent; perturb so every path carries signal
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    shift = {n: 0.0 if n in graph.categorical else 2.5 + 150 * (n == "intensity")
+             for n in graph.nodes}
+    scale = {n: 1.0 if n in graph.categorical else 0.6 + 48 * (n == "intensity")
+             for n in graph.nodes}
+    normalizer = LabelNormalizer(graph.nodes, shift, scale, graph.categorical)
+    return CounterfactualModel(model, GaussianDiffusion("linear", 1000), normalizer)
+
+
+@pytest.fixture(scope="module")
+def cf_model():
+    return make()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def test_do_thickness_sets_it_in_natural_units_and_propagates_to_intensity(cf_model, images):
+    out = cf_model.counterfactual(images, do={"thickness": 3.5}, steps=4)
+    assert out.images.shape == images.shape
+    assert out.images.min() >= -1 and out.images.max() <= 1
+    np.testing.assert_allclose(out.counterfactual["thickness"], 3.5, atol=1e-4)
+    # intensity is a child: recomputed by its mechanism, so it moves
+    assert not np.allclose(out.counterfactual["intensity"], out.factual["intensity"])
+    # digit is not a descendant: untouched
+    assert (out.counterfactual["digit"] == out.factual["digit"]).all()
+
+
+def test_non_descendants_keep_their_latents_exactly(cf_model, images):
+    u, z = cf_model.encode(images)
+    z_cf = cf_model.intervene(u, z, {"intensity": 200.0})
+    for name in ("thickness", "digit"):
+        sl = cf_model.model.causal.block_slice(name)
+        assert torch.equal(z_cf[:, sl], z[:, sl])
+    assert torch.allclose(cf_model.read_labels(z_cf)[:, 1],
+                          cf_model.to_label_space("intensity", 200.0))
+
+
+def test_several_variables_and_per_sample_values(cf_model, images):
+    out = cf_model.counterfactual(images, do={"thickness": [1.5, 2.5, 3.5], "digit": 7}, steps=3)
+    np.testing.assert_allclose(out.counterfactual["thickness"], [1.5, 2.5, 3.5], atol=1e-4)
+    assert out.counterfactual["digit"].tolist() == [7, 7, 7]
+
+
+def test_fixed_inputs_give_identical_outputs(cf_model, images):
+    a = cf_model.counterfactual(images, do={"thickness": 2.0}, steps=3).images
+    b = cf_model.counterfactual(images, do={"thickness": 2.0}, steps=3).images
+    assert torch.equal(a, b)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    n1 = cf_model.counterfactual(images, {}, steps=3, abduction="noise", generator=g1).images
+    n2 = cf_model.counterfactual(images, {}, steps=3, abduction="noise", generator=g2).images
+    assert torch.equal(n1, n2)
+
+
+def test_inversion_and_noise_jump_differ(cf_model, images):
+    inv = cf_model.reconstruct(images, steps=3)
+    jump = cf_model.reconstruct(images, steps=3, abduction="noise",
+                                generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(inv, jump)
+
+
+def test_bad_interventions_and_images(cf_model, images):
+    with pytest.raises(ValueError, match="unknown variable 'thicknes'.*thickness"):
+        cf_model.counterfactual(images, do={"thicknes": 3.0}, steps=2)
+    with pytest.raises(ValueError, match="outside the range.*clamp=True"):
+        cf_model.counterfactual(images, do={"thickness": 40.0}, steps=2)
+    with pytest.warns(UserWarning, match="clamped"):
+        out = cf_model.counterfactual(images, do={"thickness": 40.0}, steps=2, clamp=True)
+    assert out.counterfactual["thickness"].max() < 40
+    with pytest.raises(ValueError, match=r"class index in \[0, 10\)"):
+        cf_model.counterfactual(images, do={"digit": 12}, steps=2)
+    with pytest.raises(ValueError, match="abduction"):
+        cf_model.counterfactual(images, do={}, steps=2, abduction="jump")
+    with pytest.raises(ValueError):
+        cf_model.counterfactual(torch.zeros(2, 3, 32, 32), do={}, steps=2)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        cf_model.counterfactual(torch.zeros(28, 28), do={}, steps=2)
+
+
+def test_normalizer_from_another_graph_is_rejected():
+    graph = CausalGraph.preset("pendulum")
+    model = build_model(CausalGraph.preset("morphomnist"),
+                        ModelConfig.small(image_size=28, **TINY))
+    wrong = LabelNormalizer(graph.nodes, [0.0] * 4, [1.0] * 4)
+    with pytest.raises(ValueError):
+        CounterfactualModel(model, GaussianDiffusion(), wrong)
+
+
+def test_sample_respects_interventions(cf_model):
+    out = cf_model.sample(4, do={"thickness": 2.0, "digit": 3}, steps=3,
+                          generator=torch.Generator().manual_seed(0))
+    assert out.images.shape == (4, 1, 28, 28)
+    np.testing.assert_allclose(out.counterfactual["thickness"], 2.0, atol=1e-4)
+    assert out.counterfactual["digit"].tolist() == [3] * 4
+
+
+def test_diffae_baseline_does_not_propagate():
+    diffae = make("diffae")
+    x = torch.zeros(2, 1, 28, 28)
+    out = diffae.counterfactual(x, do={"thickness": 3.5}, steps=2)
+    np.testing.assert_allclose(out.counterfactual["intensity"], out.factual["intensity"])
+
+
+def test_label_baseline_needs_labels():
+    label_model = make("label_ddim")
+    x = torch.zeros(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="labels="):
+        label_model.counterfactual(x, do={"thickness": 3.0}, steps=2)
+    labels = torch.tensor([[0.0, 0.0, 1.0], [1.0, -1.0, 4.0]])
+    out = label_model.counterfactual(x, do={"thickness": 3.0}, steps=2, labels=labels)
+    np.testing.assert_allclose(out.counterfactual["thickness"], 3.0, atol=1e-5)
+    assert out.counterfactual["digit"].tolist() == [1, 4]
