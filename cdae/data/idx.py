@@ -86,8 +86,5 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     payload = header + np.ascontiguousarray(array, dtype=_TYPE_CODES[code]).tobytes()
     path = Path(path)
     with atomic_path(path) as tmp:
-        if path.suffix == ".gz":
-            with gzip.open(tmp, "wb", compresslevel=6) as handle:
-                handle.write(payload)
-        else:
-            tmp.write_bytes(payload)
+        # mtime=0 and no stored name: the same array always gives the same bytes
+        tmp.write_bytes(gzip.compress(payload, 6, mtime=0) if path.suffix == ".gz" else payload)

