@@ -32,7 +32,24 @@ def _cmd_data_morphomnist(args: argparse.Namespace) -> int:
 def _cmd_data_pendulum(args: argparse.Namespace) -> int:
     from cdae.data.pendulum import write_dataset
 
-    write_dataset(args.out, seed=args.seed)
+    write_dataset(args.out, seed=args.seed, limit=args.limit, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cdae.train import train_from_config
+
+    checkpoint = train_from_config(args.config, steps=args.steps, out=args.out,
+                                   resume=args.resume, device=args.device)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cdae.pretrained import export_checkpoint
+
+    entry = export_checkpoint(args.checkpoint, args.out, command=args.command, notes=args.notes)
+    print(f"{args.out}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256']}")
     return 0
 
 
@@ -73,7 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
     pendulum = datasets.add_parser("pendulum", help="render the CausalVAE Pendulum dataset")
     pendulum.add_argument("--out", type=Path, default=data_dir() / "pendulum")
     pendulum.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    pendulum.add_argument("--limit", type=int, default=None,
+                          help="write only this many images of the grid (for quick tries)")
+    pendulum.add_argument("--overwrite", action="store_true",
+                          help="replace an existing Pendulum dataset in --out")
     pendulum.set_defaults(func=_cmd_data_pendulum)
+
+    train = commands.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("config", type=Path, help="e.g. configs/morphomnist_small.yaml")
+    train.add_argument("--steps", type=int, default=None, help="override train.steps")
+    train.add_argument("--out", type=Path, default=None,
+                       help="run folder (default: runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    train.add_argument("--device", default=None, help="cuda, mps, cpu (default: config, auto)")
+    train.set_defaults(func=_cmd_train)
+
+    export = commands.add_parser(
+        "export", help="shrink a training checkpoint to its EMA weights for shipping")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("out", type=Path, help="e.g. data/pretrained/morphomnist_small.pt")
+    export.add_argument("--command", default=None, help="the command that trained it")
+    export.add_argument("--notes", default=None, help="what it was trained on, hardware, ...")
+    export.set_defaults(func=_cmd_export)
 
     quick = commands.add_parser("quickstart", help="run the main job and write its figures")
     quick.add_argument("--smoke", action="store_true", help="small, fast version (as in CI)")
@@ -85,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
