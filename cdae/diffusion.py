@@ -14,9 +14,8 @@ Conventions (read these once):
 - Clipping: samplers may clip ``x0_hat`` to [-1, 1] (``clip_x0=True``); inversion never clips,
   because a clipped step is not invertible.
 
-Also here: classifier-free guidance, and two exact optimal denoisers that need no training, for
-teaching and testing: :class:`EmpiricalDenoiser` (data = K fixed images; it memorises) and
-:class:`GaussianDenoiser` (data = a Gaussian fitted to images; smooth, invertible).
+Also here: classifier-free guidance. Exact denoisers that need no training, to feed these
+samplers while teaching and testing, are in :mod:`cdae.denoisers`.
 """
 
 from __future__ import annotations
@@ -32,9 +31,6 @@ from tqdm.auto import tqdm
 
 #: ``eps_fn(x_t (B,C,H,W), t (B,) long) -> eps (B,C,H,W)``: a noise-prediction network.
 EpsFn = Callable[[Tensor, Tensor], Tensor]
-
-#: Label meaning "no class" for :class:`EmpiricalDenoiser` (the unconditional model).
-NULL_LABEL = -1
 
 SCHEDULES = ("linear", "cosine")
 
@@ -68,7 +64,8 @@ def beta_schedule(name: str, timesteps: int = 1000) -> Tensor:
     raise ValueError(f"unknown beta schedule {name!r}; choose one of {SCHEDULES}")
 
 
-def _check_image(x: Tensor, name: str = "x") -> None:
+def check_image(x: Tensor, name: str = "x") -> None:
+    """Raise unless ``x`` is a 4-D image batch (B, C, H, W)."""
     if not isinstance(x, Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(
@@ -91,6 +88,21 @@ def _randn(
     source = generator.device if generator is not None else device
     z = torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
     return z.to(device)
+
+
+def _full_t(step: int, x: Tensor) -> Tensor:
+    """(B,) long tensor of ``step`` on x's device, B = x.shape[0]."""
+    return torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+
+
+def _x0_from_eps(x_t: Tensor, abar: Tensor, eps: Tensor) -> Tensor:
+    """Clean image implied by the noise: ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``."""
+    return (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()
+
+
+def _eps_from_x0(x_t: Tensor, abar: Tensor, x0: Tensor) -> Tensor:
+    """Noise implied by a clean image: ``eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)``."""
+    return (x_t - abar.sqrt() * x0) / (1.0 - abar).sqrt()
 
 
 def _last(states: Iterator[tuple[int, Tensor]]) -> Tensor:
@@ -116,9 +128,10 @@ def guided_eps_fn(
     """An ``eps_fn`` for the samplers from a conditional ``model(x_t, t, cond) -> eps``.
 
     ``cond`` (B, ...) is the condition of each sample, ``null_cond`` the "no condition" value,
-    broadcastable to ``cond`` (e.g. a null token (d,) or the label ``NULL_LABEL``). For ``w``
-    other than 0 and 1 the model runs once on a batch of 2B (cond and null concatenated); for
-    ``w = 1`` (``w = 0``) only the conditional (unconditional) half is computed.
+    broadcastable to ``cond`` (e.g. a null token (d,) or :data:`cdae.denoisers.NULL_LABEL`).
+    For ``w`` other than 0 and 1 the model runs once on a batch of 2B (cond and null
+    concatenated); for ``w = 1`` (``w = 0``) only the conditional (unconditional) half is
+    computed.
     """
     null = torch.as_tensor(null_cond, dtype=cond.dtype, device=cond.device).expand_as(cond)
     if w == 1:
@@ -167,7 +180,7 @@ class GaussianDiffusion(nn.Module):
         """Validate ``t`` (int or (B,) integer tensor) and return it as (B,) long on x's device."""
         low = -1 if allow_clean else 0
         if isinstance(t, Integral):
-            t = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            t = _full_t(t, x)
         if not isinstance(t, Tensor) or t.dtype.is_floating_point or t.shape != (x.shape[0],):
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(
@@ -189,6 +202,11 @@ class GaussianDiffusion(nn.Module):
         """``abar_t`` per sample, (B, 1, 1, 1); ``abar_{-1} = 1`` (the clean image)."""
         return self._gather(self.alphas_cumprod_padded, t + 1, like)
 
+    def alpha_bar(self, t: Tensor | int, x: Tensor) -> Tensor:
+        """``abar_t`` (B, 1, 1, 1) in x's dtype and device, for t an int or a (B,) tensor in
+        [0, T-1]; B = x.shape[0]."""
+        return self._abar(self._t(t, x), x)
+
     def _check_steps(self, steps: int) -> None:
         if not isinstance(steps, Integral) or not 1 <= steps <= self.timesteps:
             raise ValueError(f"steps must be an integer in [1, {self.timesteps}], got {steps!r}")
@@ -205,8 +223,8 @@ class GaussianDiffusion(nn.Module):
 
         x0 (B, C, H, W), t (B,) or int, noise (B, C, H, W) or None (drawn from ``generator``).
         """
-        _check_image(x0, "x0")
-        abar = self._abar(self._t(t, x0), x0)  # (B, 1, 1, 1)
+        check_image(x0, "x0")
+        abar = self.alpha_bar(t, x0)  # (B, 1, 1, 1)
         noise = _randn(x0.shape, x0, generator) if noise is None else noise
         return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
 
@@ -245,7 +263,7 @@ class GaussianDiffusion(nn.Module):
         x0 (B, C, H, W); t (B,) drawn uniformly and noise drawn from ``generator`` if None.
         Returns (B,); take ``.mean()`` for the batch loss.
         """
-        _check_image(x0, "x0")
+        check_image(x0, "x0")
         if t is None:
             t = self.sample_timesteps(x0.shape[0], x0.device, generator)
         t = self._t(t, x0)
@@ -255,9 +273,14 @@ class GaussianDiffusion(nn.Module):
 
     def predict_x0(self, x_t: Tensor, t: Tensor | int, eps: Tensor) -> Tensor:
         """Clean image implied by eps: ``x0_hat = (x_t - sqrt(1-abar_t) eps) / sqrt(abar_t)``."""
-        _check_image(x_t, "x_t")
-        abar = self._abar(self._t(t, x_t), x_t)
-        return (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()
+        check_image(x_t, "x_t")
+        return _x0_from_eps(x_t, self.alpha_bar(t, x_t), eps)
+
+    def predict_eps(self, x_t: Tensor, t: Tensor | int, x0: Tensor) -> Tensor:
+        """Noise implied by a clean image: ``eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)``,
+        the inverse of :meth:`predict_x0`; how a model that predicts x0 becomes an ``eps_fn``."""
+        check_image(x_t, "x_t")
+        return _eps_from_x0(x_t, self.alpha_bar(t, x_t), x0)
 
     # ------------------------------------------------------------------------------- DDPM
     def ddpm_step(
@@ -275,11 +298,11 @@ class GaussianDiffusion(nn.Module):
         unclipped), variance ``beta~_t = (1 - abar_{t-1}) / (1 - abar_t) · beta_t`` (0 at t = 0).
         x_t, eps, noise (B, C, H, W); noise None draws it with ``torch.randn_like``.
         """
-        _check_image(x_t, "x_t")
+        check_image(x_t, "x_t")
         t = self._t(t, x_t)
         abar, abar_prev = self._abar(t, x_t), self._abar(t - 1, x_t)
         beta = self._gather(self.betas, t, x_t)  # beta_t = 1 - alpha_t
-        x0_hat = (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()
+        x0_hat = _x0_from_eps(x_t, abar, eps)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
         mean = (
@@ -299,10 +322,10 @@ class GaussianDiffusion(nn.Module):
     ) -> Iterator[tuple[int, Tensor]]:
         """Yield ``(t - 1, x_{t-1})`` after each of the T ancestral steps from x_T (at t = T-1)
         down to the clean image (``t - 1 = -1``)."""
-        _check_image(x_T, "x_T")
+        check_image(x_T, "x_T")
         x = x_T
         for step in tqdm(range(self.timesteps - 1, -1, -1), disable=not progress, desc="DDPM"):
-            t = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+            t = _full_t(step, x)
             x = self.ddpm_step(x, t, eps_fn(x, t), _randn(x.shape, x, generator), clip_x0)
             yield step - 1, x
 
@@ -348,17 +371,17 @@ class GaussianDiffusion(nn.Module):
         eta = 0 is the deterministic ODE step, eta = 1 with t' = t-1 the DDPM step. With
         ``clip_x0`` the clipped x0_hat also redefines eps (so the step stays on the DDIM path).
         """
-        _check_image(x_t, "x_t")
+        check_image(x_t, "x_t")
         if eta < 0:
             raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like), got {eta}")
         t, t_prev = self._t(t, x_t), self._t(t_prev, x_t, allow_clean=True)
         if bool((t_prev >= t).any()):
             raise ValueError("ddim_step goes backwards in time: every t_prev must be < t")
         abar, abar_prev = self._abar(t, x_t), self._abar(t_prev, x_t)
-        x0_hat = (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()
+        x0_hat = _x0_from_eps(x_t, abar, eps)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-            eps = (x_t - abar.sqrt() * x0_hat) / (1.0 - abar).sqrt()
+            eps = _eps_from_x0(x_t, abar, x0_hat)
         sigma = eta * ((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)).sqrt()
         direction = (1.0 - abar_prev - sigma**2).clamp(min=0.0).sqrt() * eps
         x_prev = abar_prev.sqrt() * x0_hat + direction
@@ -379,13 +402,13 @@ class GaussianDiffusion(nn.Module):
     ) -> Iterator[tuple[int, Tensor]]:
         """Yield ``(t_prev, x_{t_prev})`` after each DDIM step, from x_T (at t = T-1) down to the
         clean image (``t_prev = -1``)."""
-        _check_image(x_T, "x_T")
+        check_image(x_T, "x_T")
         taus = self.ddim_timesteps(steps).tolist() + [-1]
         x = x_T
         for t, t_prev in tqdm(
             list(zip(taus[:-1], taus[1:], strict=True)), disable=not progress, desc="DDIM"
         ):
-            t_vec = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            t_vec = _full_t(t, x)
             noise = _randn(x.shape, x, generator) if eta > 0 else None
             x = self.ddim_step(x, t_vec, t_prev, eps_fn(x, t_vec), eta, noise, clip_x0)
             yield t_prev, x
@@ -430,7 +453,7 @@ class GaussianDiffusion(nn.Module):
         for the exact inverse of the sampler's step, as in Pan et al. 2023, "AIDI"), at the cost of
         ``1 + fixed_point_iters`` network calls per step.
         """
-        _check_image(x0, "x0")
+        check_image(x0, "x0")
         if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
             raise ValueError(
                 f"fixed_point_iters must be an integer >= 0, got {fixed_point_iters!r}"
@@ -439,7 +462,7 @@ class GaussianDiffusion(nn.Module):
         pairs = list(zip(taus[:-1], taus[1:], strict=True))
         x = x0
         for s, t in tqdm(pairs, disable=not progress, desc="DDIM inversion"):
-            t_vec = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            t_vec = _full_t(t, x)
             x_next = self.ddim_invert_step(x, s, t_vec, eps_fn(x, t_vec))
             for _ in range(fixed_point_iters):
                 x_next = self.ddim_invert_step(x, s, t_vec, eps_fn(x_next, t_vec))
@@ -452,120 +475,10 @@ class GaussianDiffusion(nn.Module):
         """One inversion step x_s -> x_t, s < t (s = -1: x_s is the clean image), eta = 0:
         ``x_t = sqrt(abar_t) · (x_s - sqrt(1 - abar_s) eps) / sqrt(abar_s) + sqrt(1 - abar_t) eps``.
         """
-        _check_image(x_s, "x_s")
+        check_image(x_s, "x_s")
         s, t = self._t(s, x_s, allow_clean=True), self._t(t, x_s)
         if bool((s >= t).any()):
             raise ValueError("ddim_invert_step goes forwards in time: every s must be < t")
         abar_s, abar_t = self._abar(s, x_s), self._abar(t, x_s)
-        x0_hat = (x_s - (1.0 - abar_s).sqrt() * eps) / abar_s.sqrt()
+        x0_hat = _x0_from_eps(x_s, abar_s, eps)
         return abar_t.sqrt() * x0_hat + (1.0 - abar_t).sqrt() * eps
-
-
-class EmpiricalDenoiser(nn.Module):
-    """The exact optimal noise predictor when the data are K fixed images (uniform over them).
-
-    For x_t = sqrt(abar) x_k + sqrt(1 - abar) eps with k uniform, the posterior over the source is
-    ``p(k | x_t) = softmax_k( -||x_t - sqrt(abar) x_k||² / (2 (1 - abar)) )``, and
-    ``x0* = sum_k p(k | x_t) x_k``, ``eps* = (x_t - sqrt(abar) x0*) / sqrt(1 - abar)``.
-    With ``labels``, ``y`` restricts the sum to images of class y (``NULL_LABEL``: all images),
-    which gives a class-conditional and an unconditional model in one, ready for guidance.
-    It memorises: its samples are (close to) copies of the K images.
-    """
-
-    images: Tensor
-    labels: Tensor
-
-    def __init__(
-        self, diffusion: GaussianDiffusion, images: Tensor, labels: Tensor | None = None
-    ) -> None:
-        super().__init__()
-        _check_image(images, "images")
-        if labels is not None and labels.shape != (images.shape[0],):
-            raise ValueError(
-                f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
-            )
-        self.diffusion = diffusion
-        self.register_buffer("images", images.double())  # (K, C, H, W), float64 for stability
-        if labels is None:
-            labels = torch.full((images.shape[0],), NULL_LABEL, dtype=torch.long)
-        self.register_buffer("labels", labels.long())
-
-    def posterior(self, x_t: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:
-        """``p(k | x_t, y)`` (B, K): which of the K images x_t was noised from."""
-        t = self.diffusion._t(t, x_t)
-        abar = self.diffusion._abar(t, self.images).view(-1, 1)  # (B, 1)
-        x = x_t.to(self.images).flatten(1)  # (B, D)
-        data = self.images.flatten(1)  # (K, D)
-        # ||x - sqrt(abar) x_k||² = ||x||² - 2 sqrt(abar) <x, x_k> + abar ||x_k||²
-        dist2 = (
-            x.pow(2).sum(1, keepdim=True)
-            - 2 * abar.sqrt() * (x @ data.T)
-            + abar * data.pow(2).sum(1)
-        )  # (B, K)
-        logits = -dist2 / (2 * (1.0 - abar))
-        if y is not None:
-            y = y.to(self.labels.device).view(-1, 1)
-            allowed = (y == NULL_LABEL) | (self.labels.view(1, -1) == y)  # (B, K)
-            if not bool(allowed.any(dim=1).all()):
-                raise ValueError("a requested class has no images in this EmpiricalDenoiser")
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        return logits.softmax(dim=1)
-
-    def predict_x0(self, x_t: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:
-        """Posterior mean ``x0* = sum_k p(k | x_t) x_k``, (B, C, H, W) in x_t's dtype."""
-        weights = self.posterior(x_t, t, y)  # (B, K)
-        x0 = (weights @ self.images.flatten(1)).view(-1, *self.images.shape[1:])
-        return x0.to(x_t.dtype)
-
-    def forward(self, x_t: Tensor, t: Tensor | int, y: Tensor | None = None) -> Tensor:
-        """``eps*(x_t, t) = (x_t - sqrt(abar_t) x0*) / sqrt(1 - abar_t)``, (B, C, H, W)."""
-        t = self.diffusion._t(t, x_t)
-        abar = self.diffusion._abar(t, x_t)
-        return (x_t - abar.sqrt() * self.predict_x0(x_t, t, y)) / (1.0 - abar).sqrt()
-
-
-class GaussianDenoiser(nn.Module):
-    """The exact optimal noise predictor when the data are Gaussian, N(mu, Sigma), fitted to images.
-
-    With ``Sigma = U diag(lam) U^T`` and x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, the posterior
-    mean is ``x0* = mu + U diag(sqrt(abar) lam / (abar lam + 1 - abar)) U^T (x_t - sqrt(abar) mu)``
-    and ``eps* = (x_t - sqrt(abar) x0*) / sqrt(1 - abar)``. Unlike :class:`EmpiricalDenoiser` it is
-    smooth in x_t and covers images it was not fitted to (a crude but honest model, whose
-    samples are blurry digits). ``min_variance`` is added to every eigenvalue of the fitted
-    covariance so no direction is degenerate. Meant for small images (D = C·H·W up to a few
-    thousand): the fit is a (D, D) eigendecomposition.
-    """
-
-    mean: Tensor
-    eigvecs: Tensor
-    eigvals: Tensor
-
-    def __init__(
-        self, diffusion: GaussianDiffusion, images: Tensor, min_variance: float = 1e-2
-    ) -> None:
-        super().__init__()
-        _check_image(images, "images")
-        if images.shape[0] < 2 or min_variance <= 0:
-            raise ValueError("GaussianDenoiser needs at least 2 images and min_variance > 0")
-        self.diffusion = diffusion
-        self.shape = tuple(images.shape[1:])
-        data = images.double().flatten(1)  # (K, D)
-        eigvals, eigvecs = torch.linalg.eigh(torch.cov(data.T))  # Sigma = U diag(lam) U^T
-        self.register_buffer("mean", data.mean(0))  # (D,)
-        self.register_buffer("eigvecs", eigvecs)  # (D, D), columns are U
-        self.register_buffer("eigvals", eigvals.clamp(min=0.0) + min_variance)  # (D,)
-
-    def predict_x0(self, x_t: Tensor, t: Tensor | int) -> Tensor:
-        """Posterior mean x0* (B, C, H, W) in x_t's dtype."""
-        t = self.diffusion._t(t, x_t)
-        abar = self.diffusion._abar(t, self.mean).view(-1, 1)  # (B, 1)
-        coords = (x_t.to(self.mean).flatten(1) - abar.sqrt() * self.mean) @ self.eigvecs  # (B, D)
-        gain = abar.sqrt() * self.eigvals / (abar * self.eigvals + 1.0 - abar)  # (B, D)
-        x0 = self.mean + (gain * coords) @ self.eigvecs.T
-        return x0.view(-1, *self.shape).to(x_t.dtype)
-
-    def forward(self, x_t: Tensor, t: Tensor | int) -> Tensor:
-        """``eps*(x_t, t) = (x_t - sqrt(abar_t) x0*) / sqrt(1 - abar_t)``, (B, C, H, W)."""
-        t = self.diffusion._t(t, x_t)
-        abar = self.diffusion._abar(t, x_t)
-        return (x_t - abar.sqrt() * self.predict_x0(x_t, t)) / (1.0 - abar).sqrt()

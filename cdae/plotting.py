@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cdae.data.images import from_unit_range, to_numpy
 from cdae.paths import figures_dir
 
 
@@ -31,13 +32,13 @@ def to_display(image: Any) -> np.ndarray:
     Accepts uint8 in [0, 255], or float in [-1, 1] (model space), as numpy or torch,
     channels-first (C, H, W) or channels-last.
     """
-    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    array = to_numpy(image)
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
-    elif array.min() < 0:
-        array = (array.astype(np.float32) + 1.0) / 2.0
+    elif array.min() < 0:  # model space [-1, 1]; otherwise already [0, 1]
+        array = from_unit_range(array.astype(np.float32)) / 255.0
     array = np.clip(array, 0.0, 1.0)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cdae.data.images import to_model_input
 from cdae.evaluate.metrics import (
     composition,
     counterfactual_error,
     effectiveness_table,
     format_table,
     reversibility,
-    to_model_input,
-    to_pixels,
 )
 
 
@@ -64,19 +63,6 @@ def test_perfect_counterfactual_has_zero_error_and_offsets_are_measured_in_grey_
     as_float = to_model_input(brighter)
     assert as_float.shape == (40, 1, 12, 12) and float(as_float.max()) <= 1.0
     assert counterfactual_error(as_float, images)["l1"] == pytest.approx(10.0, abs=1e-4)
-
-
-def test_pixel_conventions():
-    grey = np.zeros((2, 1, 3, 3), dtype=np.float32)  # 0.0 in [-1, 1] is mid-grey
-    assert to_pixels(grey).max() == 127.5
-    rgba = np.full((2, 5, 6, 4), 7, dtype=np.uint8)  # storage layout (N, H, W, C)
-    assert to_pixels(rgba).shape == (2, 4, 5, 6)
-    with pytest.raises(ValueError, match="uint8"):
-        to_pixels(np.full((2, 3, 3), 200.0))
-    with pytest.raises(ValueError, match="uint8 on 0-255 or float"):
-        to_pixels(np.zeros((2, 3, 3), dtype=np.int64))
-    with pytest.raises(ValueError, match="must be"):
-        to_pixels(np.zeros((2, 5, 6, 7), dtype=np.uint8))
 
 
 def test_counterfactual_error_rejects_mismatched_shapes(world):

@@ -9,7 +9,7 @@ import torch
 
 from cdae import CausalGraph
 from cdae.counterfactual import CounterfactualModel
-from cdae.data.datasets import LabelNormalizer
+from cdae.data.labels import LabelNormalizer
 from cdae.diffusion import GaussianDiffusion
 from cdae.models import ModelConfig, build_model
 

@@ -1,10 +1,13 @@
-"""Label normaliser, CausalImageDataset, the dataset registry and the generic folder dataset."""
+"""CausalImageDataset, labelled masks and the dataset registry (cdae.data.datasets).
+
+The label normaliser is tested in test_labels.py, image conversions in test_images.py and the
+folder dataset in test_folder.py.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 from pathlib import Path
 
@@ -12,22 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 
+from cdae.data import datasets
 from cdae.data.datasets import (
     CausalImageDataset,
-    LabelNormalizer,
     available_datasets,
     build_dataset,
     build_splits,
-    convert_channels,
-    images_to_nchw,
     make_labelled_mask,
-    read_image_folder,
     register_dataset,
-    resize_images,
 )
+from cdae.data.images import images_to_nchw
+from cdae.data.labels import LabelNormalizer
 from cdae.graph import CausalGraph
 
 MORPHO = CausalGraph.preset("morphomnist")
@@ -44,67 +44,6 @@ def morpho_like(n: int, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
         "base_index": np.arange(n),
     })
     return images, labels
-
-
-# ---------------------------------------------------------------------------- normaliser
-
-
-def test_fit_uses_mean_and_population_std_and_leaves_classes_alone():
-    _, labels = morpho_like(200)
-    norm = LabelNormalizer.fit(labels, MORPHO)
-    assert norm.variables == ["thickness", "intensity", "digit"]
-    np.testing.assert_allclose(norm.shift[:2], labels[["thickness", "intensity"]].mean())
-    np.testing.assert_allclose(norm.scale[:2], labels[["thickness", "intensity"]].std(ddof=0))
-    assert (norm.shift[2], norm.scale[2]) == (0.0, 1.0)
-    normed = norm.normalize(labels[MORPHO.nodes].to_numpy())
-    np.testing.assert_allclose(normed[:, :2].mean(axis=0), 0.0, atol=1e-12)
-    np.testing.assert_allclose(normed[:, :2].std(axis=0), 1.0)
-    np.testing.assert_array_equal(normed[:, 2], labels["digit"])
-
-
-def test_round_trip_numpy_and_torch_keep_type_dtype_and_shape():
-    norm = LabelNormalizer(["a", "b"], [2.0, -1.0], [0.5, 4.0])
-    natural = np.array([[[2.5, 3.0], [1.0, -1.0]]])  # (1, 2, 2): any leading shape
-    normed = norm.normalize(natural)
-    np.testing.assert_allclose(normed, [[[1.0, 1.0], [-2.0, 0.0]]])
-    np.testing.assert_allclose(norm.denormalize(normed), natural)
-    tensor = torch.tensor(natural, dtype=torch.float32)
-    back = norm.denormalize(norm.normalize(tensor))
-    assert isinstance(back, torch.Tensor) and back.dtype == torch.float32
-    torch.testing.assert_close(back, tensor)
-    assert norm.normalize(torch.tensor([[3, 1]])).dtype == torch.float32  # ints become floats
-    assert norm.normalize_value("a", 3.0) == pytest.approx(2.0)
-    assert norm.denormalize_value("b", 0.5) == pytest.approx(1.0)
-
-
-def test_normaliser_dict_round_trip_through_json():
-    _, labels = morpho_like(50)
-    norm = LabelNormalizer.fit(labels, MORPHO)
-    again = LabelNormalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
-    assert again == norm
-    assert again != LabelNormalizer(norm.variables, norm.shift, norm.scale * [2, 1, 1],
-                                    norm.categorical)
-    np.testing.assert_allclose(again.normalize(labels[MORPHO.nodes].to_numpy()),
-                               norm.normalize(labels[MORPHO.nodes].to_numpy()))
-
-
-def test_constant_label_and_bad_parameters_raise():
-    _, labels = morpho_like(20)
-    labels["thickness"] = 2.5
-    with pytest.raises(ValueError, match=r"\['thickness'\] are constant"):
-        LabelNormalizer.fit(labels, MORPHO)
-    with pytest.raises(ValueError, match="scale must be positive"):
-        LabelNormalizer(["a", "b"], [0, 0], [1.0, 0.0])
-    with pytest.raises(ValueError, match="2 finite numbers"):
-        LabelNormalizer(["a", "b"], [0], [1, 1])
-    with pytest.raises(ValueError, match="shift 0 and scale 1"):
-        LabelNormalizer(["a", "d"], [0, 1], [1, 1], {"d": 10})
-    norm = LabelNormalizer(["a", "b"], {"b": 1.0, "a": 0.0}, {"a": 1.0, "b": 2.0})
-    np.testing.assert_array_equal(norm.shift, [0.0, 1.0])
-    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
-        norm.normalize(np.zeros((4, 3)))
-    with pytest.raises(ValueError, match="unknown variable 'c'"):
-        norm.normalize_value("c", 1.0)
 
 
 # ---------------------------------------------------------------------------- dataset
@@ -147,30 +86,6 @@ def test_rgba_to_rgb_and_resize_are_done_once():
     assert small.image_shape == (3, 64, 64) and small[2][0].shape == (3, 64, 64)
     assert small.images_uint8.dtype == torch.uint8
 
-
-def test_resize_keeps_constants_and_linear_ramps():
-    flat = torch.full((2, 3, 96, 96), 77, dtype=torch.uint8)
-    assert torch.equal(resize_images(flat, 64, chunk=1), torch.full((2, 3, 64, 64), 77,
-                                                                    dtype=torch.uint8))
-    # f(x) = 2x along the width: away from the borders the (symmetric) filter keeps f at the new
-    # pixel centres, x_src = (j + 0.5) * 96 / 64 - 0.5
-    ramp = (2 * torch.arange(96)).to(torch.uint8).expand(1, 1, 96, 96)
-    small = resize_images(ramp, 64, chunk=1)
-    centres = (torch.arange(64) + 0.5) * 1.5 - 0.5
-    torch.testing.assert_close(small[0, 0, 10, 3:-3].float(), (2 * centres[3:-3]).round(),
-                               atol=1.0, rtol=0)
-    assert resize_images(ramp, (4, 8)).shape == (1, 1, 4, 8)
-    with pytest.raises(ValueError, match="size"):
-        resize_images(ramp, 0)
-
-
-def test_channel_conversions():
-    rgba = torch.tensor([255, 0, 0, 9], dtype=torch.uint8).view(1, 4, 1, 1)
-    assert convert_channels(rgba, 1).item() == round(0.299 * 255)  # red's luma
-    grey = torch.tensor([[[[40]]]], dtype=torch.uint8)
-    assert convert_channels(grey, 3).flatten().tolist() == [40, 40, 40]
-    with pytest.raises(ValueError, match="cannot convert 1-channel images to channels=4"):
-        convert_channels(grey, 4)
 
 
 @pytest.mark.parametrize(
@@ -252,6 +167,10 @@ def test_torch_images_are_accepted():
 # ---------------------------------------------------------------------------- registry
 
 
+def test_the_normaliser_is_still_importable_from_datasets():
+    assert datasets.LabelNormalizer is LabelNormalizer  # for code written before the split
+
+
 def test_unknown_dataset_lists_the_registry():
     for name in ("morphomnist", "deepscm_morphomnist", "pendulum", "causal_circuit", "folder"):
         assert name in available_datasets()
@@ -276,8 +195,6 @@ def test_register_build_and_build_splits_share_the_normaliser():
             register_dataset("toy_for_test", lambda split, root=None: None)
         register_dataset("toy_for_test", overwrite=True)(toy)
     finally:
-        from cdae.data import datasets
-
         datasets._BUILDERS.pop("toy_for_test", None)
 
 
@@ -301,87 +218,6 @@ def test_causal_circuit_through_the_registry(tmp_path):
     assert len(data) == 4 and data.image_shape == (3, 16, 16)
     assert data.variables == ["arm", "blue", "green", "red"]
     np.testing.assert_allclose(data.labels_natural.to_numpy(), latents[:4, 0])
-
-
-# ---------------------------------------------------------------------------- folder
-
-
-def write_folder(folder: Path, n: int, mode: str = "RGB", split: str | None = None) -> pd.DataFrame:
-    """n random PNG images + labels.csv (+ split column) in ``folder``."""
-    rng = np.random.default_rng(n)
-    folder.mkdir(parents=True, exist_ok=True)
-    channels = {"L": (), "RGB": (3,), "RGBA": (4,)}[mode]
-    rows = []
-    for i in range(n):
-        pixels = rng.integers(0, 256, size=(20, 24, *channels), dtype=np.uint8)
-        Image.fromarray(pixels, mode=mode).save(folder / f"img_{i}.png")
-        rows.append({"file": f"img_{i}.png", "size": rng.normal(), "colour": rng.normal(),
-                     "kind": i % 3})
-    table = pd.DataFrame(rows)
-    if split is not None:
-        table["split"] = ["train" if i % 2 == 0 else "test" for i in range(n)]
-    table.to_csv(folder / "labels.csv", index=False)
-    return table
-
-
-GRAPH_SPEC = {"nodes": ["kind", "size", "colour"], "edges": [["size", "colour"]],
-              "categorical": {"kind": 3}}
-
-
-def test_folder_with_split_folders_and_graph_json(tmp_path):
-    table = write_folder(tmp_path / "train", 6)
-    write_folder(tmp_path / "test", 3)
-    (tmp_path / "graph.json").write_text(json.dumps(GRAPH_SPEC))
-    train = build_dataset("folder", "train", root=tmp_path)
-    test = build_dataset("folder", "test", root=tmp_path, normalizer=train.normalizer)
-    assert (len(train), len(test)) == (6, 3)
-    assert train.image_shape == (3, 20, 24) and train.variables == ["kind", "size", "colour"]
-    pixels = np.asarray(Image.open(tmp_path / "train" / "img_4.png"))
-    np.testing.assert_array_equal(train.images_uint8[4].permute(1, 2, 0).numpy(), pixels)
-    assert train[4][1][0].item() == table.loc[4, "kind"]
-    assert "file" not in train.labels_natural.columns
-
-
-def test_folder_with_split_column_yaml_graph_and_whole_folder(tmp_path):
-    write_folder(tmp_path, 8, mode="L", split="yes")
-    (tmp_path / "graph.yaml").write_text(yaml.safe_dump(GRAPH_SPEC))
-    test = build_dataset("folder", "test", root=tmp_path, limit=None)
-    assert len(test) == 4 and test.image_shape == (1, 20, 24)
-    with pytest.raises(ValueError, match=r"no rows with split == 'val'; its splits are"):
-        build_dataset("folder", "val", root=tmp_path)
-    (tmp_path / "graph.yaml").unlink()
-    graph = CausalGraph.from_dict(GRAPH_SPEC)
-    images, labels, same = read_image_folder(tmp_path / ".", "train", graph=graph, limit=2)
-    assert images.shape == (2, 20, 24) and same is graph and list(labels.index) == [0, 1]
-    write_folder(tmp_path / "whole", 3, mode="RGBA")
-    whole = build_dataset("folder", "all", root=tmp_path / "whole", graph=GRAPH_SPEC, channels=3)
-    assert whole.image_shape == (3, 20, 24)
-    with pytest.raises(ValueError, match="split='all'"):
-        build_dataset("folder", "train", root=tmp_path / "whole", graph=GRAPH_SPEC)
-
-
-def test_folder_faults_are_named(tmp_path):
-    table = write_folder(tmp_path, 8)
-    spec = tmp_path / "my_graph.json"
-    spec.write_text(json.dumps(GRAPH_SPEC))
-    with pytest.raises(FileNotFoundError, match="graph.json"):
-        build_dataset("folder", "all", root=tmp_path)
-    with pytest.raises(ValueError, match="needs root"):
-        build_dataset("folder", "all", graph=spec)
-    for i in range(7):
-        (tmp_path / f"img_{i}.png").unlink()
-    listed = r"7 image files .* \['img_0.png'.*'img_4.png'\] \.\.\."
-    with pytest.raises(FileNotFoundError, match=listed):
-        build_dataset("folder", "all", root=tmp_path, graph=spec)
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "img_0.png")
-    table.iloc[[0, 7]].to_csv(tmp_path / "labels.csv", index=False)
-    with pytest.raises(ValueError, match=r"img_7.png is \(20, 24, 3\).*img_0.png is \(20, 20, 3\)"):
-        build_dataset("folder", "all", root=tmp_path, graph=spec)
-    table.drop(columns=["file"]).to_csv(tmp_path / "labels.csv", index=False)
-    with pytest.raises(ValueError, match="needs a 'file' column"):
-        build_dataset("folder", "all", root=tmp_path, graph=spec)
-    with pytest.raises(FileNotFoundError, match="no labels.csv"):
-        build_dataset("folder", "all", root=tmp_path / "nowhere", graph=spec)
 
 
 # ---------------------------------------------------------------------------- integration

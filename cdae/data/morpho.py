@@ -17,6 +17,8 @@ Conventions:
   Euclidean distance transform of the binary digit; each skeleton pixel reads the map at its
   largest value within one super-sampled pixel up the distance gradient, which cancels the bias of
   a thinned skeleton lying off the ridge on thick, curved strokes.
+  :func:`stroke_maps` returns these intermediates (mask, skeleton, distance map, the local
+  width 2 * D_ridge / SCALE at each skeleton pixel), whose mean width is the thickness.
 * **intensity** = median grey level of the foreground at the input resolution, foreground =
   pixels ``>= min + (max - min) / 2`` (as the Deep SCM generator defines it).
 * **slant** = arctan(-mu11 / mu02) in radians, from the central moments of the binary digit in
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -161,10 +164,9 @@ def _trim(mask: np.ndarray) -> np.ndarray:
     return mask[max(rows[0] - 1, 0):rows[-1] + 2, max(cols[0] - 1, 0):cols[-1] + 2]
 
 
-def _ridge_distances(mask: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
-    """Distance map D of ``mask`` read at the ridge next to each skeleton pixel p, (K,) in
-    super-sampled px: max(D(p), D(p + t g / |g|) for t in _RIDGE_STEPS), g = grad D(p), bilinear."""
-    distance = ndi.distance_transform_edt(mask)
+def _ridge_distances(distance: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
+    """Distance map D read at the ridge next to each skeleton pixel p, (K,) in super-sampled px:
+    max(D(p), D(p + t g / |g|) for t in _RIDGE_STEPS), g = grad D(p), bilinear."""
     rows, cols = np.nonzero(skeleton)
     grad_rows, grad_cols = (g[rows, cols] for g in np.gradient(distance))
     norm = np.hypot(grad_rows, grad_cols)
@@ -175,13 +177,41 @@ def _ridge_distances(mask: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
     return np.maximum(distance[rows, cols], moved.max(axis=0))
 
 
-def _thickness(mask: np.ndarray, skeleton: np.ndarray | None = None) -> float:
-    """Mean stroke thickness (input px) of a binary super-sampled digit: 2 * mean(ridge D) / SCALE.
-    Without a ``skeleton`` (then computed here), ``mask`` may have any background margin."""
-    if skeleton is None:
-        mask = _trim(mask)
-        skeleton = skeletonize(mask)
-    return 2.0 * float(_ridge_distances(mask, skeleton).mean()) / SCALE
+@dataclass(frozen=True, eq=False)
+class StrokeMaps:
+    """The super-sampled stroke of one image, as the thickness measurement sees it.
+
+    All maps are (h, w), SCALE times the input grid, cut to the digit's bounding box plus a
+    one-pixel background border. ``mask``: binary digit (bool); ``skeleton``: its one-pixel centre
+    line (bool); ``distance``: Euclidean distance D of each stroke pixel to the background
+    (super-sampled px); ``local_width``: (K,) stroke width 2 * D_ridge / SCALE at the K skeleton
+    pixels, in ``np.nonzero(skeleton)`` order (input px); ``scale``: the factor SCALE.
+    """
+
+    mask: np.ndarray
+    skeleton: np.ndarray
+    distance: np.ndarray
+    local_width: np.ndarray
+    scale: int
+
+    @property
+    def thickness(self) -> float:
+        """Mean stroke thickness (input px): the mean of :attr:`local_width`."""
+        return float(self.local_width.mean())
+
+
+def _maps(mask: np.ndarray) -> StrokeMaps:
+    """:class:`StrokeMaps` of a binary super-sampled digit with any background margin."""
+    mask = _trim(mask)
+    skeleton = skeletonize(mask)
+    distance = ndi.distance_transform_edt(mask)
+    local_width = 2.0 * _ridge_distances(distance, skeleton) / SCALE  # w = 2 D_ridge / SCALE
+    return StrokeMaps(mask, skeleton, distance, local_width, SCALE)
+
+
+def _binary_digit(grey: np.ndarray) -> np.ndarray:
+    """Binary super-sampled digit of a validated image (H, W) of grey levels."""
+    return _binarise(_crop(grey, _MARGIN)[0])
 
 
 def _skeleton_length(skeleton: np.ndarray) -> float:
@@ -220,15 +250,14 @@ def _median_foreground(grey: np.ndarray) -> float:
 # ---------------------------------------------------------------- measuring
 def _morphometry(grey: np.ndarray) -> dict[str, float]:
     """All of :data:`COLUMNS` for one validated image (H, W) of grey levels."""
-    mask = _trim(_binarise(_crop(grey, _MARGIN)[0]))
-    skeleton = skeletonize(mask)
-    slant, width, height = _slant_extent(mask)
+    maps = _maps(_binary_digit(grey))
+    slant, width, height = _slant_extent(maps.mask)
     return {
-        "thickness": _thickness(mask, skeleton),
+        "thickness": maps.thickness,
         "intensity": _median_foreground(grey),
         "slant": slant,
-        "area": float(np.count_nonzero(mask)) / SCALE**2,
-        "length": _skeleton_length(skeleton) / SCALE,
+        "area": float(np.count_nonzero(maps.mask)) / SCALE**2,
+        "length": _skeleton_length(maps.skeleton) / SCALE,
         "width": width,
         "height": height,
     }
@@ -258,9 +287,15 @@ def measure(images: ArrayLike) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def stroke_maps(image: ArrayLike) -> StrokeMaps:
+    """The super-sampled mask, skeleton, distance map and local widths behind the thickness of
+    one image (H, W); ``stroke_maps(image).thickness == measure_thickness(image)``."""
+    return _maps(_binary_digit(_single_image(image)))
+
+
 def measure_thickness(image: ArrayLike) -> float:
     """Mean stroke thickness (px) of one image (H, W); :class:`BlankImageError` if it has none."""
-    return _thickness(_binarise(_crop(_single_image(image), _MARGIN)[0]))
+    return stroke_maps(image).thickness
 
 
 def measure_dataset_fidelity(
@@ -373,7 +408,7 @@ def set_thickness(
     """
     target = _check_target(target, "thickness", MAX_THICKNESS)
     grey = _single_image(image)
-    current = _thickness(_binarise(_crop(grey, _MARGIN)[0]))
+    current = _maps(_binary_digit(grey)).thickness
     crop, corner = _crop(grey, _MARGIN + 1 + math.ceil(max(target - current, 0.0) / 2))
     signed = _signed_distance(_binarise(crop))
     lowest = MIN_CORE / 2 * SCALE - signed.max()  # the thickest half-width keeps MIN_CORE / 2
@@ -382,7 +417,7 @@ def set_thickness(
     for _ in range(corrections + 1):
         radius, clamped = max(wanted, lowest), clamped or wanted < lowest
         rendered = _render(signed, radius)
-        reached = _thickness(_binarise(rendered))
+        reached = _maps(_binarise(rendered)).thickness
         best = min(best, (abs(reached - target), rendered), key=lambda pair: pair[0])
         if best[0] <= tolerance:
             break

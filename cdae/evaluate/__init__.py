@@ -16,8 +16,6 @@ from cdae.evaluate.metrics import (
     effectiveness_table,
     format_table,
     reversibility,
-    to_model_input,
-    to_pixels,
 )
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import KID, FeatureNet, fid, kid, realism_table, train_feature_net
@@ -37,8 +35,6 @@ __all__ = [
     "kid",
     "realism_table",
     "reversibility",
-    "to_model_input",
-    "to_pixels",
     "train_feature_net",
     "train_predictor",
 ]

@@ -1,14 +1,9 @@
 """Counterfactual metrics: ground-truth error, effectiveness, composition, reversibility.
 
-Image conventions (every function here accepts both):
-
-* ``uint8`` arrays on 0-255, the storage layout: (N, H, W) grey or (N, H, W, C);
-* float arrays or tensors in [-1, 1], the model layout: (N, C, H, W) (x = pixels / 127.5 - 1).
-
-A 4-D array whose axis 1 has 1, 3 or 4 entries is read as (N, C, H, W), else as (N, H, W, C).
-Pixel errors are reported on the 0-255 scale: a float image becomes (x + 1) * 127.5, clipped to
-[0, 255] (as it would be when saved). Float images on 0-1 cannot be told apart from [-1, 1] ones;
-convert them first (x * 2 - 1).
+Every function here accepts images in either convention of :mod:`cdae.data.images`: ``uint8``
+on 0-255 in the storage layout (N, H, W) / (N, H, W, C), or float in [-1, 1] in the model layout
+(N, C, H, W). Pixel errors are reported on the 0-255 scale (:func:`~cdae.data.images.to_pixels`:
+a float image becomes (x + 1) * 127.5, clipped to [0, 255], as it would be when saved).
 """
 
 from __future__ import annotations
@@ -18,40 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
+
+from cdae.data.images import to_pixels
 
 ImageFn = Callable[[Any], Any]
-_CHANNEL_COUNTS = (1, 3, 4)
-
-
-def _channels_first(x: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) -> (N, C, H, W); (N, C, H, W) unchanged."""
-    if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4 and x.shape[1] in _CHANNEL_COUNTS:
-        return x
-    if x.ndim == 4 and x.shape[-1] in _CHANNEL_COUNTS:
-        return np.moveaxis(x, -1, 1)
-    raise ValueError(f"images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C in "
-                     f"{_CHANNEL_COUNTS}, got shape {x.shape}")
-
-
-def to_pixels(images: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Images in either convention -> float64 (N, C, H, W) on 0-255."""
-    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if x.dtype == np.uint8:
-        return _channels_first(x).astype(np.float64)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images must be uint8 on 0-255 or float in [-1, 1], got {x.dtype}")
-    if x.size and (np.nanmax(np.abs(x)) > 1.5 or not np.isfinite(x).all()):
-        raise ValueError("float images must be finite and in [-1, 1] (found values beyond "
-                         "±1.5); pass 0-255 images as uint8, or rescale with x / 127.5 - 1")
-    return np.clip((_channels_first(x).astype(np.float64) + 1.0) * 127.5, 0.0, 255.0)
-
-
-def to_model_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Images in either convention -> float32 tensor (N, C, H, W) in [-1, 1] (clipped)."""
-    return torch.as_tensor(to_pixels(images) / 127.5 - 1.0, dtype=torch.float32)
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:

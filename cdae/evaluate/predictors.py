@@ -8,7 +8,7 @@ units), a linear classifier for a categorical one (trained with cross-entropy, r
 class index). The same trunk gives the features of :class:`cdae.evaluate.realism.FeatureNet`.
 
 Images: ``uint8`` (N, H, W) / (N, H, W, C) on 0-255 or float (N, C, H, W) in [-1, 1]
-(see :func:`cdae.evaluate.metrics.to_model_input`).
+(see :func:`cdae.data.images.to_model_input`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from cdae.evaluate.metrics import to_model_input
+from cdae.data.images import to_model_input
 from cdae.files import atomic_path
 from cdae.graph import CausalGraph
 

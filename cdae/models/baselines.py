@@ -13,13 +13,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cdae.graph import CausalGraph
 from cdae.models.causal_diffae import CausalDiffAE
 from cdae.models.config import ModelConfig
 from cdae.models.losses import check_diffusion, check_labels, conditioned_rows, objective
-from cdae.models.unet import NullToken, UNet
+from cdae.models.unet import ConditionalEpsModel, NullToken, UNet
 
 
 class DiffAE(CausalDiffAE):
@@ -31,8 +30,9 @@ class DiffAE(CausalDiffAE):
         super().__init__(graph, config, causal=False)
 
 
-class LabelConditionalDDIM(nn.Module):
-    """eps_theta(x_t, t, z(y)) with z(y) the label vector; the null token enables guidance."""
+class LabelConditionalDDIM(ConditionalEpsModel):
+    """eps_theta(x_t, t, z(y)) with z(y) = :meth:`label_features` of the labels: one column per
+    continuous variable, K per categorical one (``cond_dim``); the null token enables guidance."""
 
     kind = "label_ddim"
 
@@ -42,15 +42,6 @@ class LabelConditionalDDIM(nn.Module):
         width = sum(graph.categorical.get(name, 1) for name in graph.nodes)
         self.unet = UNet(config, cond_dim=width)
         self.null = NullToken(width, config.null_token)
-
-    @property
-    def cond_dim(self) -> int:
-        """Width of z(y): one column per continuous variable, K per categorical one."""
-        return self.null.width
-
-    @property
-    def null_token(self) -> torch.Tensor:
-        return self.null.token
 
     def label_features(self, y: torch.Tensor) -> torch.Tensor:
         """z(y): labels (B, n) in node order -> (B, cond_dim), categorical ones one-hot."""
@@ -63,12 +54,6 @@ class LabelConditionalDDIM(nn.Module):
             else:
                 columns.append(y[:, i : i + 1])
         return torch.cat(columns, dim=-1)
-
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None,
-            ) -> torch.Tensor:
-        """eps_theta(x_t, t, z) with z = ``label_features(y)``, or the null token if None."""
-        self.config.check_images(x_t, "x_t")
-        return self.unet(x_t, t, self.null.fill(z, x_t.shape[0]))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, diffusion: Any, step: int,
              labelled: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -86,7 +71,3 @@ class LabelConditionalDDIM(nn.Module):
                                       generator=generator)
         zero = mse.new_zeros(())
         return objective(mse, zero, zero, 0.0)
-
-    def num_parameters(self) -> int:
-        """Trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

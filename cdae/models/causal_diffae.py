@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from cdae.graph import CausalGraph
 from cdae.models.causal_layer import CausalLayer
@@ -30,11 +29,12 @@ from cdae.models.losses import (
     masked_mean,
     objective,
 )
-from cdae.models.unet import NullToken, UNet
+from cdae.models.unet import ConditionalEpsModel, NullToken, UNet
 
 
-class CausalDiffAE(nn.Module):
-    """The causal diffusion autoencoder over the variables of ``graph``.
+class CausalDiffAE(ConditionalEpsModel):
+    """The causal diffusion autoencoder over the variables of ``graph``; z = SCM(u) is (B, n*d),
+    so ``cond_dim = n * d``.
 
     ``causal=False`` drops the edges from the latent SCM (z = u): the Diff-AE baseline.
     """
@@ -61,16 +61,6 @@ class CausalDiffAE(nn.Module):
                              persistent=False)
 
     # ------------------------------------------------------------------ inference
-    @property
-    def cond_dim(self) -> int:
-        """Width of the conditioning vector z (and of the null token): n * d."""
-        return self.null.width
-
-    @property
-    def null_token(self) -> torch.Tensor:
-        """(n*d,) the "no condition" vector for classifier-free guidance."""
-        return self.null.token
-
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(u|x): images (B, C, H, W) in [-1, 1] -> mu, logvar, each (B, n*d)."""
         self.config.check_images(x)
@@ -82,12 +72,6 @@ class CausalDiffAE(nn.Module):
         mu, logvar = self.encode(x)
         u = reparameterise(mu, logvar, generator) if sample else mu
         return u, self.causal(u)
-
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None,
-            ) -> torch.Tensor:
-        """eps_theta(x_t, t, z) (B, C, H, W); ``z=None`` conditions on the null token."""
-        self.config.check_images(x_t, "x_t")
-        return self.unet(x_t, t, self.null.fill(z, x_t.shape[0]))
 
     # ------------------------------------------------------------------ interventions
     def intervene(self, u: torch.Tensor, z: torch.Tensor,
@@ -146,8 +130,3 @@ class CausalDiffAE(nn.Module):
         weight = use.float()
         return objective(mse, masked_mean(kl_u, weight), masked_mean(kl_z, weight),
                           annealed_gamma(step, self.config.gamma, self.config.gamma_warmup_steps))
-
-    def num_parameters(self) -> int:
-        """Trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-

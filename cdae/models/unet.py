@@ -218,3 +218,36 @@ class UNet(nn.Module):
             if level < len(self.upsample):
                 h = self.upsample[level](h)
         return self.out(h)
+
+
+class ConditionalEpsModel(nn.Module):
+    """What every model shares: eps_theta(x_t, t, z) = ``unet(x_t, t, z)``, with ``null``'s
+    token standing in for a missing z (unlabelled rows, classifier-free guidance).
+
+    Subclasses set ``self.config`` (:class:`ModelConfig`), ``self.unet`` (:class:`UNet`) and
+    ``self.null`` (:class:`NullToken`) and say what z is.
+    """
+
+    config: ModelConfig
+    unet: UNet
+    null: NullToken
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of the conditioning vector z (and of the null token)."""
+        return self.null.width
+
+    @property
+    def null_token(self) -> torch.Tensor:
+        """(cond_dim,) the "no condition" vector for classifier-free guidance."""
+        return self.null.token
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None,
+            ) -> torch.Tensor:
+        """eps_theta(x_t, t, z) (B, C, H, W); ``z=None`` conditions on the null token."""
+        self.config.check_images(x_t, "x_t")
+        return self.unet(x_t, t, self.null.fill(z, x_t.shape[0]))
+
+    def num_parameters(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
