@@ -89,7 +89,8 @@ class TrainConfig:
     1 down to ``final_lr_ratio`` over ``steps`` (``cosine``). ``batch_size`` is the global batch
     (summed over processes); each process splits its share into ``accumulate`` micro-batches
     whose gradients add up before the step. ``threads`` 0 = all cores;
-    ``channels_last`` null = the faster layout for the device; ``amp`` auto = bf16 on CUDA only.
+    ``channels_last`` null or false: contiguous memory (benchmarks/bench_train.py measured no
+    consistent gain from channels-last on a CPU or an H100); ``amp`` auto = bf16 on CUDA only.
     """
 
     batch_size: int = 64
@@ -151,9 +152,8 @@ class ExperimentConfig:
             raise ConfigError(f"a config must be a mapping of sections, got {type(spec).__name__}")
         _check_keys(spec, [f.name for f in fields(cls)], "the config")
         graph = spec.get("graph")
-        if graph is not None and not isinstance(graph, Mapping):
-            raise ConfigError("graph must be a mapping like {preset: morphomnist} or "
-                              "{nodes: [...], edges: [[a, b], ...], categorical: {...}}")
+        if graph is not None:
+            _check_graph(graph)
         return cls(
             name=str(spec.get("name", "experiment")),
             data=_build(DataConfig, spec.get("data", {}), "data"),
@@ -193,6 +193,21 @@ def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
 
 
 # ---------------------------------------------------------------------------- validation helpers
+def _check_graph(graph: Any) -> None:
+    """Raise unless ``graph`` describes a valid :class:`~cdae.graph.CausalGraph`."""
+    from cdae.graph import CausalGraph
+
+    shape = ("graph must be a mapping like {preset: morphomnist} or {nodes: [...], edges: "
+             "[[cause, effect], ...], categorical: {name: classes}}")
+    if not isinstance(graph, Mapping):
+        raise ConfigError(shape)
+    _check_keys(graph, ["preset", "nodes", "edges", "categorical"], "graph")
+    try:
+        CausalGraph.from_dict(graph)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"graph: {exc}") from exc
+
+
 def _require(ok: bool, where: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where} {message}")

@@ -88,6 +88,7 @@ def test_a_short_run_lowers_the_loss_and_writes_log_and_checkpoint(tmp_path):
     assert float(rows[0]["images_per_s"]) > 0 and float(rows[-1]["elapsed_s"]) > 0
 
 
+@pytest.mark.slow
 def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     config, data = tiny_config(steps=6), tiny_dataset()
     straight = train(config, tmp_path / "straight", dataset=data, progress=False)
@@ -150,6 +151,32 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path, monkeypatch):
     resumed = Trainer(tiny_config(steps=4, checkpoint_every=100), tmp_path, resume=True,
                       dataset=tiny_dataset(), progress=False)
     assert resumed.step == 3
+
+
+class PlainDataset(torch.utils.data.Dataset):
+    """Any map-style dataset with ``graph``, ``normalizer`` and ``image_shape``: no in-memory
+    fast path, so batches go through a DataLoader."""
+
+    def __init__(self, inner: CausalImageDataset) -> None:
+        self.inner = inner
+        self.graph, self.normalizer, self.image_shape = inner.graph, inner.normalizer, (1, 16, 16)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner[index]
+
+
+def test_a_plain_dataset_through_a_dataloader_trains_like_the_in_memory_path(tmp_path):
+    config = tiny_config(steps=3, num_workers=0)
+    fast = train(config, tmp_path / "fast", dataset=tiny_dataset(), progress=False)
+    plain = train(config, tmp_path / "plain", dataset=PlainDataset(tiny_dataset()),
+                  progress=False)
+    loss_fast = [float(r["loss"]) for r in read_log(tmp_path / "fast")]
+    loss_plain = [float(r["loss"]) for r in read_log(tmp_path / "plain")]
+    np.testing.assert_allclose(loss_plain, loss_fast, rtol=1e-6)
+    torch.testing.assert_close(weights(plain), weights(fast))
 
 
 @pytest.mark.parametrize("mode", ["split", "random_drop"])
@@ -251,6 +278,10 @@ def test_config_values_are_type_checked_and_yaml_exponents_read_as_numbers(tmp_p
 
 def test_a_graph_that_does_not_match_the_dataset_variables_is_an_error(tmp_path):
     spec = tiny_config().to_dict()
+    with pytest.raises(ConfigError, match="cycle"):
+        ExperimentConfig.from_dict({**spec, "graph": {"edges": [["a", "b"], ["b", "a"]]}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['edge'\] in graph"):
+        ExperimentConfig.from_dict({**spec, "graph": {"edge": [["a", "b"]]}})
     spec["graph"] = {"nodes": ["thickness", "intensity"], "edges": [["thickness", "intensity"]]}
     with pytest.raises(ConfigError, match=r"graph has variables \['thickness', 'intensity'\]"):
         Trainer(ExperimentConfig.from_dict(spec), tmp_path, dataset=tiny_dataset())

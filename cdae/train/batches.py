@@ -81,12 +81,3 @@ class StepBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
-
-def labelled_subset(n: int, fraction: float, seed: int) -> torch.Tensor:
-    """Bool mask (n,) with ``max(1, round(fraction · n))`` True entries at seeded random places:
-    the labelled part of a weakly supervised dataset (``data.weak_supervision: split``)."""
-    count = max(1, round(fraction * n))
-    generator = torch.Generator().manual_seed((seed + 1) * _EPOCH_STRIDE - 1)
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[torch.randperm(n, generator=generator)[:count]] = True
-    return mask

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,7 @@ class Trainer:
         tc = config.train
         rank, world, dev = init_distributed(device or tc.device)
         set_threads(tc.threads, world)
-        self.runtime = Runtime(dev, rank, world, pick_amp(tc.amp, dev),
-                               _channels_last(tc.channels_last, dev))
+        self.runtime = Runtime(dev, rank, world, pick_amp(tc.amp, dev), bool(tc.channels_last))
         state = self._existing_checkpoint(resume)
         self.dataset = dataset if dataset is not None else build_training_dataset(
             config, _normalizer(state))
@@ -134,7 +134,8 @@ class Trainer:
             save_config(self.config, self.out_dir / "config.yaml")
         log = RunLog(self.out_dir / "log.csv", keep_up_to=self.step) if main else None
         bar = tqdm(total=target, initial=self.step, unit="step", desc=self.config.name,
-                   disable=not (self.progress and main), dynamic_ncols=True)
+                   disable=not (self.progress and main), dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0)  # sparse in log files
         meter = _Meter(self.runtime.device)
         stopped, self._last_tick = False, time.perf_counter()
         try:
@@ -298,8 +299,9 @@ class Trainer:
         if not self.runtime.distributed:
             return loss_module
         device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(loss_module, device_ids=device_ids,
-                                                   find_unused_parameters=True)
+        # every parameter takes part in every loss (the null token through torch.where too), so
+        # DDP need not search the graph for unused ones each step
+        return nn.parallel.DistributedDataParallel(loss_module, device_ids=device_ids)
 
     # ------------------------------------------------------------------ checks and reports
     def _stop_requested(self, requested: bool, at_log: bool) -> bool:
@@ -316,7 +318,8 @@ class Trainer:
         """Average the metrics since the last report (over ranks too), log them, check NaN."""
         means, steps = meter.means(self.runtime)
         self._raise_if_diverged(meter.first_bad_step(self.runtime))
-        seconds = self._tick()
+        self._tick()
+        seconds = time.perf_counter() - meter.started
         images_per_s = steps * self.config.train.batch_size / max(seconds, 1e-9)
         row = dict(zip(METRICS, means, strict=True))
         row.update(step=self.step, lr=lr_at(self.step - 1, self.config.train),
@@ -326,13 +329,11 @@ class Trainer:
         bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{images_per_s:.0f}")
         meter.reset()
 
-    def _tick(self) -> float:
-        """Seconds since the last tick, added to the run's elapsed training time."""
+    def _tick(self) -> None:
+        """Add the seconds since the last tick to the run's elapsed training time."""
         now = time.perf_counter()
-        seconds = now - self._last_tick
+        self.elapsed += now - self._last_tick
         self._last_tick = now
-        self.elapsed += seconds
-        return seconds
 
     def _raise_if_diverged(self, bad_step: int | None) -> None:
         if bad_step is None:
@@ -371,7 +372,7 @@ class _Meter:
 
     def reset(self) -> None:
         self.sums = torch.zeros(len(METRICS), device=self.device)
-        self.count = 0
+        self.count, self.started = 0, time.perf_counter()
 
     def add(self, metrics: torch.Tensor, step: int) -> None:
         self.sums += metrics
@@ -403,12 +404,6 @@ def _normalizer(state: dict[str, Any] | None) -> Any:
     from cdae.data.datasets import LabelNormalizer
 
     return LabelNormalizer.from_dict(state["normalizer"])
-
-
-def _channels_last(setting: bool | None, device: torch.device) -> bool:
-    """``train.channels_last`` or, when null, the layout measured faster on the device type
-    (see benchmarks/bench_train.py): channels-last on CUDA, contiguous elsewhere."""
-    return setting if setting is not None else device.type == "cuda"
 
 
 __all__ = ["RunExistsError", "Trainer", "TrainingDiverged"]
