@@ -6,6 +6,7 @@ Commands import their module lazily, so ``python -m cdae --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,11 +38,16 @@ def _cmd_data_pendulum(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cdae.train import train_from_config
+    from cdae.train import TrainingDiverged, train_from_config
 
-    checkpoint = train_from_config(args.config, steps=args.steps, out=args.out,
-                                   resume=args.resume, device=args.device)
-    print(f"checkpoint: {checkpoint}")
+    try:
+        checkpoint = train_from_config(args.config, steps=args.steps, out=args.out,
+                                       resume=args.resume, device=args.device)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"checkpoint: {checkpoint}")
     return 0
 
 
