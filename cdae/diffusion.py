@@ -177,7 +177,11 @@ class GaussianDiffusion(nn.Module):
 
     # ----------------------------------------------------------------------------- helpers
     def _t(self, t: Tensor | int, x: Tensor, allow_clean: bool = False) -> Tensor:
-        """Validate ``t`` (int or (B,) integer tensor) and return it as (B,) long on x's device."""
+        """Validate ``t`` (int or (B,) integer tensor) and return it as (B,) long on x's device.
+
+        The value range is checked only for CPU tensors: on a GPU it would cost a host sync in
+        every training step (there t comes from :meth:`sample_timesteps`, in range by design).
+        """
         low = -1 if allow_clean else 0
         if isinstance(t, Integral):
             t = _full_t(t, x)
@@ -186,7 +190,8 @@ class GaussianDiffusion(nn.Module):
             raise ValueError(
                 f"t must be an int or an integer tensor of shape ({x.shape[0]},), got {got}"
             )
-        if t.numel() and (int(t.min()) < low or int(t.max()) > self.timesteps - 1):
+        on_host = t.device.type == "cpu"
+        if on_host and t.numel() and (int(t.min()) < low or int(t.max()) > self.timesteps - 1):
             raise ValueError(
                 f"timesteps must lie in [{low}, {self.timesteps - 1}], got values "
                 f"in [{int(t.min())}, {int(t.max())}]"
