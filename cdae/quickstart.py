@@ -13,8 +13,14 @@ from pathlib import Path
 
 from cdae.paths import figures_dir, repo_root
 
-#: Notebooks the main job runs, in order.
-QUICKSTART_NOTEBOOKS = ("01_data_morphomnist.ipynb", "02_data_pendulum.ipynb")
+#: Notebooks the main job runs, in order: the quickstart on the shipped model, then every
+#: tutorial that does not train (04 trains unless its run folder already holds a checkpoint).
+QUICKSTART_NOTEBOOKS = (
+    "00_quickstart.ipynb",
+    "01_data_morphomnist.ipynb",
+    "02_data_pendulum.ipynb",
+    "03_diffusion_basics.ipynb",
+)
 
 
 def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600) -> Path:

