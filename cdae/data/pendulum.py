@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from cdae.files import exclusive_lock
 from cdae.paths import data_dir
 
 # ------------------------------------------------------------------ geometry (scene units)
@@ -667,16 +668,17 @@ def load_or_generate(root: str | os.PathLike | None = None, seed: int = 0,
     changed files) or was made with another seed/limit is regenerated with a warning.
     """
     root = Path(root) if root is not None else data_dir() / "pendulum"
-    if root.is_dir() and _looks_like_dataset(root):
-        problems = verify_dataset(root)
-        problems = problems or _info_problems(root, seed, limit)
-        if not problems:
-            return root
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        warnings.warn(f"the Pendulum dataset at {root} is unusable: {problems[0]}{more}; "
-                      "regenerating it", stacklevel=2)
-        return write_dataset(root, seed, limit, overwrite=True, progress=progress)
-    return write_dataset(root, seed, limit, progress=progress)
+    with exclusive_lock(root.parent / f".{root.name}.lock"):  # one writer at a time
+        if root.is_dir() and _looks_like_dataset(root):
+            problems = verify_dataset(root)
+            problems = problems or _info_problems(root, seed, limit)
+            if not problems:
+                return root
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            warnings.warn(f"the Pendulum dataset at {root} is unusable: {problems[0]}{more}; "
+                          "regenerating it", stacklevel=3)
+            return write_dataset(root, seed, limit, overwrite=True, progress=progress)
+        return write_dataset(root, seed, limit, progress=progress)
 
 
 # ================================================================== sampling and counterfactuals
