@@ -178,10 +178,15 @@ class CounterfactualModel:
 
     @torch.no_grad()
     def decode(self, x_T: Tensor, z: Tensor, steps: int = 50, guidance: float | None = None,
-               eta: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
-        """Prediction: DDIM decoding of x_T (B, C, H, W) under z; returns images in [-1, 1]."""
+               eta: float = 0.0, generator: torch.Generator | None = None,
+               clip_x0: bool = False) -> Tensor:
+        """Prediction: DDIM decoding of x_T (B, C, H, W) under z; returns images in [-1, 1].
+
+        ``clip_x0`` clips each step's estimate of the clean image to [-1, 1]: it stabilises
+        sampling from pure noise, but decoding an inverted x_T is exact only without it.
+        """
         out = self.diffusion.ddim_sample(self._eps_fn(z, guidance), x_T, steps=steps, eta=eta,
-                                         generator=generator)
+                                         generator=generator, clip_x0=clip_x0)
         return out.clamp(-1.0, 1.0)
 
     # ------------------------------------------------------------------ user-facing
@@ -224,7 +229,7 @@ class CounterfactualModel:
     @torch.no_grad()
     def sample(self, n: int, do: Mapping[str, Any] | None = None, steps: int = 50,
                guidance: float | None = None, generator: torch.Generator | None = None,
-               ) -> CounterfactualResult:
+               clip_x0: bool = True) -> CounterfactualResult:
         """Generate ``n`` new images from the latent SCM: u ~ N(0, I), categorical roots drawn
         uniformly (their class code set), z = SCM(u) with ``do`` applied, x_T ~ N(0, I), DDIM.
 
@@ -240,6 +245,6 @@ class CounterfactualModel:
         u = torch.randn(n, self.model.cond_dim, generator=generator).to(self.device)
         z = self.intervene(u, self.model.causal(u), do)
         x_T = torch.randn((n, *self.model.config.image_shape), generator=generator)
-        images = self.decode(x_T.to(self.device), z, steps, guidance)
+        images = self.decode(x_T.to(self.device), z, steps, guidance, clip_x0=clip_x0)
         labels = self.to_frame(self.read_labels(z))
         return CounterfactualResult(images=images, factual=labels, counterfactual=labels, do=do)
