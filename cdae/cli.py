@@ -51,6 +51,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cdae.evaluate.report import evaluate_cli
+
+    return evaluate_cli(args.checkpoint, data=args.data, json_out=args.json_out, n=args.n,
+                        steps=args.steps, protocol=args.protocol, device=args.device)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from cdae.pretrained import export_checkpoint
 
@@ -110,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     train.add_argument("--device", default=None, help="cuda, mps, cpu (default: config, auto)")
     train.set_defaults(func=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a checkpoint's counterfactuals on its dataset's test split")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--data", type=Path, default=None,
+                          help="dataset folder (default: the config's, generated if needed)")
+    evaluate.add_argument("--json", dest="json_out", type=Path, default=None,
+                          help="also write every table to this JSON file")
+    evaluate.add_argument("--n", type=int, default=None,
+                          help="test images (default 256; 16 in smoke mode)")
+    evaluate.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    evaluate.add_argument("--protocol", choices=["benchmark", "random", "fixed"],
+                          default="benchmark", help="how intervention values are chosen")
+    evaluate.add_argument("--device", default=None)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     export = commands.add_parser(
         "export", help="shrink a training checkpoint to its EMA weights for shipping")

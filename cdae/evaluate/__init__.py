@@ -7,6 +7,10 @@ One function per metric, each with its formula in its docstring:
 * :func:`train_predictor` -> :class:`AntiCausalPredictor` (reads the variables from images);
 * :func:`counterfactual_error`, :func:`effectiveness_table`, :func:`composition`,
   :func:`reversibility`.
+
+And the whole pipeline: :func:`evaluate_model` -> :class:`EvaluationReport` (all of the above on
+a trained model's test set, with intervention protocols and dataset oracles), and
+:func:`speed_quality` (seconds and quality versus DDIM steps).
 """
 
 from cdae.evaluate.dci import DCIResult, dci
@@ -17,24 +21,38 @@ from cdae.evaluate.metrics import (
     format_table,
     reversibility,
 )
+from cdae.evaluate.oracles import Oracle, oracle_for, register_oracle
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import KID, FeatureNet, fid, kid, realism_table, train_feature_net
+from cdae.evaluate.report import (
+    EvaluationReport,
+    evaluate_model,
+    load_or_train_evaluators,
+    speed_quality,
+)
 
 __all__ = [
     "KID",
     "TrunkConfig",
     "AntiCausalPredictor",
     "DCIResult",
+    "EvaluationReport",
     "FeatureNet",
+    "Oracle",
     "composition",
     "counterfactual_error",
     "dci",
     "effectiveness_table",
+    "evaluate_model",
     "fid",
     "format_table",
     "kid",
+    "load_or_train_evaluators",
+    "oracle_for",
     "realism_table",
+    "register_oracle",
     "reversibility",
+    "speed_quality",
     "train_feature_net",
     "train_predictor",
 ]
