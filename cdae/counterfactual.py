@@ -59,7 +59,9 @@ class CounterfactualModel:
         model: a :class:`~cdae.models.CausalDiffAE`, ``DiffAE`` or ``LabelConditionalDDIM``.
         diffusion: the model's :class:`~cdae.diffusion.GaussianDiffusion`.
         normalizer: the training set's ``LabelNormalizer`` (natural units <-> label space).
-        max_sigma: interventions further than this many training sds from the mean are refused.
+        max_sigma: interventions further than this many training sds from the mean are refused;
+            descendants that the mechanisms carry further are kept, with a warning
+            (:meth:`intervene`).
     """
 
     def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: Any,
@@ -163,14 +165,40 @@ class CounterfactualModel:
 
     def intervene(self, u: Tensor | None, z: Tensor, do: Mapping[str, Any],
                   clamp: bool = False) -> Tensor:
-        """Action: the counterfactual z (B, n·d) (or labels, for the label baseline)."""
+        """Action: the counterfactual z (B, n·d) (or labels, for the label baseline).
+
+        Continuous descendants of the intervened variables that the mechanisms move further
+        than ``max_sigma`` training sds from the mean (|label-space value| > max_sigma) get one
+        ``UserWarning`` per call, naming each with its value and the training range.
+        """
         values = {name: self.to_label_space(name, value, clamp) for name, value in do.items()}
         if not self.has_encoder:
             z = z.clone()
             for name, value in values.items():
                 z[:, self.graph.index(name)] = value
             return z
-        return self.model.intervene(u, z, values)
+        z_cf = self.model.intervene(u, z, values)
+        descendants = {d for name in do for d in self.graph.descendants(name)} - set(do)
+        with torch.no_grad():
+            before, after = self.read_labels(z).cpu(), self.read_labels(z_cf).cpu()
+        problems = []
+        for name in sorted(descendants, key=self.graph.nodes.index):
+            j = self.graph.index(name)
+            far = (after[:, j].abs() > self.max_sigma) & (after[:, j] != before[:, j])
+            if self.graph.is_categorical(name) or not bool(far.any()):
+                continue
+            extreme = after[far, j]
+            worst = float(extreme[extreme.abs().argmax()])
+            low, high = (self.normalizer.denormalize_value(name, s * self.max_sigma)
+                         for s in (-1.0, 1.0))
+            problems.append(f"{name} = {self.normalizer.denormalize_value(name, worst):.4g} "
+                            f"in {int(far.sum())} of {len(far)} images (trained on mean ± "
+                            f"{self.max_sigma} sd = [{low:.4g}, {high:.4g}])")
+        if problems:
+            warnings.warn(f"do({', '.join(do)}) propagates values outside the range the model "
+                          f"was trained on: {'; '.join(problems)}; images with these values are "
+                          "extrapolations", stacklevel=2)
+        return z_cf
 
     def read_labels(self, z: Tensor) -> Tensor:
         """The label-space values (B, n) a latent z encodes (labels themselves for the baseline)."""

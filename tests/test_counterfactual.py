@@ -3,6 +3,8 @@
 What a *trained* model achieves (effectiveness, round trips) is tested in test_pretrained.py.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,28 @@ def test_bad_interventions_and_images(cf_model, images):
         cf_model.counterfactual(torch.zeros(2, 3, 32, 32), do={}, steps=2)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         cf_model.counterfactual(torch.zeros(28, 28), do={}, steps=2)
+
+
+def test_extreme_propagated_values_warn_once_with_the_training_range(images):
+    """A child that the mechanism pushes beyond max_sigma training sds is flagged, not refused."""
+    steep = make()
+    with torch.no_grad():  # a steep thickness -> intensity mechanism
+        steep.model.causal.f[str(steep.graph.index("intensity"))][-1].weight.mul_(100)
+    low, high = (steep.normalizer.denormalize_value("intensity", s * steep.max_sigma)
+                 for s in (-1.0, 1.0))
+    with pytest.warns(UserWarning) as record:
+        out = steep.counterfactual(images, do={"thickness": 1.0}, steps=2)
+    messages = [str(w.message) for w in record if "propagates" in str(w.message)]
+    assert len(messages) == 1
+    value = out.counterfactual["intensity"].max()
+    assert value > high  # reported, not clipped
+    assert f"intensity = {value:.4g} in 3 of 3 images" in messages[0]
+    assert f"[{low:.4g}, {high:.4g}]" in messages[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steep.counterfactual(images, do={"thickness": 3.0}, steps=2)  # child in range
+        steep.counterfactual(images, do={"digit": 3}, steps=2)  # no descendants
+        make("diffae").counterfactual(images, do={"thickness": 1.0}, steps=2)  # no propagation
 
 
 def test_normalizer_from_another_graph_is_rejected():

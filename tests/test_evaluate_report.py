@@ -19,6 +19,7 @@ from cdae.data.datasets import build_splits
 from cdae.data.images import images_to_nchw, to_unit_range
 from cdae.data.mnist import MnistNotFoundError
 from cdae.data.pendulum import pendulum_labels
+from cdae.evaluate.evaluators import load_or_train_evaluators
 from cdae.evaluate.oracles import (
     ORACLES,
     MorphoOracle,
@@ -33,12 +34,7 @@ from cdae.evaluate.protocol import (
     quantile_bins,
     random_values,
 )
-from cdae.evaluate.report import (
-    EvaluationReport,
-    evaluate_model,
-    load_or_train_evaluators,
-    speed_quality,
-)
+from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
 
 N_IMAGES = 60  # base digits per generated split
 TABLES = {
@@ -336,13 +332,13 @@ def test_speed_quality_rows_per_step_count(splits, root):
 @pytest.mark.slow
 def test_cli_function_evaluates_a_tiny_checkpoint(root, tmp_path, monkeypatch, capsys):
     from cdae.config import ExperimentConfig
-    from cdae.evaluate import report
+    from cdae.evaluate import evaluators as evaluator_cache
     from cdae.evaluate.report import evaluate_cli
     from cdae.train import train
 
     monkeypatch.setenv("CDAE_DATA_DIR", str(tmp_path / "data"))
     for name in ("EVALUATOR_STEPS", "SMOKE_EVALUATOR_STEPS"):  # quick, untrained evaluators
-        monkeypatch.setattr(report, name, 5)
+        monkeypatch.setattr(evaluator_cache, name, 5)
     model = {"image_size": 28, "in_channels": 1, "latent_dim": 2, "encoder_channels": [8, 16],
              "base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
              "attention_resolutions": [], "mechanism_hidden": 8, "timesteps": 100}

@@ -100,6 +100,24 @@ def test_input_scales_agree_and_batch_matches_single():
     assert morpho.measure_thickness(image) == single["thickness"][0]
 
 
+def test_scale_reads_dark_float_images_as_given():
+    """Floats with maximum <= 1 are inferred to be [0, 1]; scale=255.0 reads them as 0-255."""
+    image = _ring(2.5, 7.0, 14.0, 14.0)
+    single = morpho.measure(image)
+    pd.testing.assert_frame_equal(morpho.measure(image / 255.0, scale=1.0), single)
+    pd.testing.assert_frame_equal(morpho.measure(image.astype(float), scale=255.0), single)
+    dark = image * (0.8 / 255.0)  # grey levels 0..0.8 on the 0-255 scale: a very dark ring
+    inferred, given = morpho.measure(dark), morpho.measure(dark, scale=255.0)
+    assert inferred["intensity"][0] == pytest.approx(0.8 * single["intensity"][0])  # misread
+    assert given["intensity"][0] == pytest.approx(0.8 * single["intensity"][0] / 255.0)
+    assert given["intensity"][0] < 1.0
+    assert given["thickness"][0] == inferred["thickness"][0]  # a relative threshold
+    with pytest.raises(ValueError, match=r"scale=1 must lie in \[0, 1\]"):
+        morpho.measure(image.astype(float), scale=1.0)
+    with pytest.raises(ValueError, match="scale must be 1.0.*255.0.*None"):
+        morpho.measure(image, scale=100.0)
+
+
 def test_stroke_maps_show_what_the_thickness_averages():
     width = 3.0
     image = _line(width, 0.0, 14.2, 14.5)  # vertical, 18 px between the round caps

@@ -8,7 +8,9 @@ Conventions:
 
 * **Input**: one image (H, W) or, for :func:`measure`, a batch (N, H, W). Integers (``uint8``)
   are grey levels 0-255, ``bool`` is 0/255, floats are read as [0, 1] when the whole array's
-  maximum is <= 1 and as [0, 255] otherwise. Negative, non-finite or > 255 values are errors.
+  maximum is <= 1 and as [0, 255] otherwise (a dark float 0-255 image is therefore misread:
+  ``measure(images, scale=255.0)`` says the scale instead). Negative, non-finite or > 255
+  values are errors.
 * **Super-sampling**: the digit's bounding box plus a background margin is upsampled by
   ``SCALE`` = 4 with cubic-spline interpolation (clipped to the crop's grey range) and binarised at
   half its range, ``u >= min(u) + (max(u) - min(u)) / 2``. Cropping first makes this cheap.
@@ -58,6 +60,8 @@ from skimage.morphology import skeletonize
 SCALE = 4
 #: Fraction of the digit's pixels ignored at each end when measuring width and height.
 BOUND_FRAC = 0.02
+#: The ``scale`` values :func:`as_grey_levels` / :func:`measure` accept (besides None: infer).
+SCALES = (1.0, 255.0)
 #: Columns of :func:`measure`, in order.
 COLUMNS = ("thickness", "intensity", "slant", "area", "length", "width", "height")
 #: Largest thickness (px) that :func:`set_thickness` accepts.
@@ -73,28 +77,39 @@ class BlankImageError(ValueError):
 
 
 # ---------------------------------------------------------------- input checks
-def as_grey_levels(images: ArrayLike) -> np.ndarray:
-    """Validated float64 grey levels 0-255, same shape as ``images`` (see module conventions)."""
+def as_grey_levels(images: ArrayLike, scale: float | None = None) -> np.ndarray:
+    """Validated float64 grey levels 0-255, same shape as ``images``.
+
+    ``scale`` is the input's full brightness: 255.0 (grey levels 0-255) or 1.0 ([0, 1], times
+    255 here). ``None`` infers it: integers are 0-255, bools 0/255, and floats are read as [0, 1]
+    when the whole array's maximum is <= 1, as 0-255 otherwise. So a *dark* float image on the
+    0-255 scale (brightest pixel <= 1) is misread as [0, 1] and comes back 255 times brighter:
+    pass ``scale=255.0`` for such images (and ``scale=1.0`` to be explicit about [0, 1]).
+    """
+    if scale is not None and scale not in SCALES:
+        raise ValueError(f"scale must be 1.0 (images in [0, 1]), 255.0 (grey levels 0-255) or "
+                         f"None (infer it), got {scale!r}")
     array = np.asarray(images)
     if array.dtype == bool:
         return array * 255.0
-    if np.issubdtype(array.dtype, np.integer):
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(
-                f"integer images must hold grey levels 0-255; got {array.min()}..{array.max()}"
-            )
-        return array.astype(np.float64)
-    if not np.issubdtype(array.dtype, np.floating):
+    integer = np.issubdtype(array.dtype, np.integer)
+    if not (integer or np.issubdtype(array.dtype, np.floating)):
         raise TypeError(f"images have dtype {array.dtype}; use uint8 0-255 or floats in [0, 1]")
     if not np.isfinite(array).all():
         raise ValueError("images contain NaN or infinite values")
     low, high = (array.min(), array.max()) if array.size else (0.0, 0.0)
-    if low < 0 or high > 255:
+    if low < 0 or high > (255.0 if scale is None else scale):
+        if scale is not None:
+            raise ValueError(f"images given with scale={scale:g} must lie in [0, {scale:g}]; got "
+                             f"{low:g}..{high:g}")
+        if integer:
+            raise ValueError(f"integer images must hold grey levels 0-255; got {low}..{high}")
         raise ValueError(
             f"float images must lie in [0, 1] or [0, 255]; got {low:g}..{high:g} "
             "(rescale images in [-1, 1] with (x + 1) / 2)"
         )
-    return array.astype(np.float64) * (255.0 if high <= 1.0 else 1.0)
+    full = scale if scale is not None else (255.0 if integer or high > 1.0 else 1.0)
+    return array.astype(np.float64) * (255.0 / full)
 
 
 def _check_shape(grey: np.ndarray, batch: bool) -> None:
@@ -263,11 +278,17 @@ def _morphometry(grey: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure(images: ArrayLike) -> pd.DataFrame:
+def measure(images: ArrayLike, scale: float | None = None) -> pd.DataFrame:
     """Morphometrics of one image (H, W) or a batch (N, H, W): a DataFrame with one row per image
     and :data:`COLUMNS` (thickness, length, width, height in px; area px^2; slant rad;
-    intensity grey level 0-255)."""
-    grey = as_grey_levels(images)
+    intensity grey level 0-255).
+
+    ``scale``: 255.0 for grey levels 0-255, 1.0 for [0, 1], None to infer it as
+    :func:`as_grey_levels` does: floats whose maximum is <= 1 are then taken as [0, 1], so a dark
+    float image on the 0-255 scale reads 255 times too bright unless ``scale=255.0`` is given.
+    Only the intensity depends on it (the other columns use a threshold relative to the image).
+    """
+    grey = as_grey_levels(images, scale)
     _check_shape(grey, batch=True)
     if grey.ndim == 2:
         return pd.DataFrame([_morphometry(grey)], columns=list(COLUMNS))

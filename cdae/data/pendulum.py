@@ -374,19 +374,44 @@ def _visible_bar(profile: np.ndarray, xs: np.ndarray, edges: tuple[float, float]
             centre + visible / 2 > edges[1] - dx / 2)
 
 
+#: Sun chords are read on rows from this far below the sun's centre (scene units) ...
+SUN_ROWS_BELOW = 1.5
+#: ... up to this many pixel heights below the top of the axes box, out of reach of the blur that
+#: resizing (e.g. 96 -> 64 px, anti-aliased) spreads from the box's clipped top edge.
+SUN_ROWS_MARGIN = 2.0
+#: A chord touching the border is clipped when it is shorter than 2·sqrt(3² - (y - 20.5)²) by
+#: more than this many pixel widths (drawn discs come out a fraction of a pixel short).
+SUN_CLIP_TOLERANCE = 0.3
+
+
+def _sun_rows(ys: np.ndarray) -> np.ndarray:
+    """Indices of the rows whose centres lie in [20.5 - 1.5, 21 - 2 pixel heights] (the nearest
+    row to 20.5 - 1.5 in images too small for that band)."""
+    pixel = abs(float(ys[0] - ys[1]))
+    inside = (ys >= SUN_HEIGHT - SUN_ROWS_BELOW) & (ys <= YLIM[1] - SUN_ROWS_MARGIN * pixel)
+    rows = np.flatnonzero(inside)
+    return rows if rows.size else np.array([np.argmin(np.abs(ys - SUN_HEIGHT + SUN_ROWS_BELOW))])
+
+
 def _measure_sun(rgb: np.ndarray, xs: np.ndarray, ys: np.ndarray, edges: tuple) -> tuple:
-    """φ = atan2(10, x_sun - 10), x_sun from the orange chord through the sun's centre row;
-    a chord shortened by the image border is completed from the border outwards."""
-    row = int(np.argmin(np.abs(ys - SUN_HEIGHT)))
-    chord = np.clip(1 - rgb[:, row, :, 2], 0, 1)  # orange has no blue
-    centre, visible, _, _ = _visible_bar(chord, xs, edges)
-    half = math.sqrt(SUN_RADIUS**2 - (ys[row] - SUN_HEIGHT) ** 2)
-    clipped = visible < 2 * half - 0.05
-    left, right = clipped & (centre < PIVOT[0]), clipped & (centre >= PIVOT[0])
-    x_sun = np.where(left, edges[0] + visible - half,
-                     np.where(right, edges[1] - visible + half, centre))
+    """φ = atan2(10, x_sun - 10), x_sun the mean over :func:`_sun_rows` of each orange chord's
+    centre; a chord that touches the image border and is short of its full length
+    2·sqrt(3² - (y - 20.5)²) is completed from the border outwards. The rows stay clear of the
+    clipped top of the sun, so the reading holds at any image size and after resizing."""
+    estimates, clipped_rows = [], []
+    tolerance = SUN_CLIP_TOLERANCE * (xs[1] - xs[0])
+    for row in _sun_rows(ys):
+        chord = np.clip(1 - rgb[:, row, :, 2], 0, 1)  # orange has no blue
+        centre, visible, at_left, at_right = _visible_bar(chord, xs, edges)
+        half = math.sqrt(max(SUN_RADIUS**2 - (ys[row] - SUN_HEIGHT) ** 2, 0.0))
+        clipped = (at_left | at_right) & (visible < 2 * half - tolerance)
+        left, right = clipped & at_left, clipped & at_right & ~at_left
+        estimates.append(np.where(left, edges[0] + visible - half,
+                                  np.where(right, edges[1] - visible + half, centre)))
+        clipped_rows.append(clipped)
+    x_sun = np.mean(estimates, axis=0)
     angle = np.degrees(np.arctan2(SUN_HEIGHT - PIVOT[1], x_sun - PIVOT[0]))
-    return angle, clipped
+    return angle, np.any(clipped_rows, axis=0)
 
 
 def _measure_shadow(rgb: np.ndarray, xs: np.ndarray, ys: np.ndarray, edges: tuple) -> tuple:
@@ -407,6 +432,10 @@ def measure(images: np.ndarray) -> pd.DataFrame:
     :data:`VARIABLES` (degrees, scene units) and ``sun_clipped``, ``shadow_clipped``: where the
     shadow runs off the image only its visible part is measured. Pendulum angle from the red bob's
     centroid, light angle from the sun's position, shadow from the dark bar on the ground line.
+
+    Any square size works, rendered at that size or resized (e.g. 96 -> 64 px as the pendulum
+    configs train): on 64 px images the angles come back within about 0.4°, the shadow within
+    about 0.1 scene units (``tests/test_pendulum.py``).
     """
     rgb = _as_float_batch(images)
     size = rgb.shape[1]

@@ -9,11 +9,13 @@ One function per metric, each with its formula in its docstring:
   :func:`reversibility`.
 
 And the whole pipeline: :func:`evaluate_model` -> :class:`EvaluationReport` (all of the above on
-a trained model's test set, with intervention protocols and dataset oracles), and
-:func:`speed_quality` (seconds and quality versus DDIM steps).
+a trained model's test set, with intervention protocols and dataset oracles),
+:func:`speed_quality` (seconds and quality versus DDIM steps) and
+:func:`load_or_train_evaluators` (the cached predictor and feature net that score them).
 """
 
 from cdae.evaluate.dci import DCIResult, dci
+from cdae.evaluate.evaluators import load_or_train_evaluators
 from cdae.evaluate.metrics import (
     composition,
     counterfactual_error,
@@ -24,12 +26,7 @@ from cdae.evaluate.metrics import (
 from cdae.evaluate.oracles import Oracle, oracle_for, register_oracle
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import KID, FeatureNet, fid, kid, realism_table, train_feature_net
-from cdae.evaluate.report import (
-    EvaluationReport,
-    evaluate_model,
-    load_or_train_evaluators,
-    speed_quality,
-)
+from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
 
 __all__ = [
     "KID",
