@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY, make_tiny_cf
 
 from cdae import CausalGraph
 from cdae.counterfactual import CounterfactualModel
@@ -15,24 +16,7 @@ from cdae.data.labels import LabelNormalizer
 from cdae.diffusion import GaussianDiffusion
 from cdae.models import ModelConfig, build_model
 
-TINY = dict(encoder_channels=(8, 16), base_channels=8, channel_mult=(1, 2),
-            attention_resolutions=(), latent_dim=4)
-
-
-def make(kind="causal_diffae", graph_name="morphomnist", seed=0):
-    torch.manual_seed(seed)
-    graph = CausalGraph.preset(graph_name)
-    model = build_model(graph, ModelConfig.small(image_size=28, **TINY), kind)
-    # untrained weights are near-silent; perturb so every path carries signal
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    shift = {n: 0.0 if n in graph.categorical else 2.5 + 150 * (n == "intensity")
-             for n in graph.nodes}
-    scale = {n: 1.0 if n in graph.categorical else 0.6 + 48 * (n == "intensity")
-             for n in graph.nodes}
-    normalizer = LabelNormalizer(graph.nodes, shift, scale, graph.categorical)
-    return CounterfactualModel(model, GaussianDiffusion("linear", 1000), normalizer)
+make = make_tiny_cf
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_models import make_tiny_cf, tiny_normalizer
 
 from cdae import CausalGraph
-from cdae.counterfactual import CounterfactualModel
 from cdae.data.datasets import CausalImageDataset
 from cdae.data.images import to_unit_range
-from cdae.data.labels import LabelNormalizer
-from cdae.diffusion import GaussianDiffusion
 from cdae.latents import (
     collect_latents,
     dimension_names,
@@ -20,23 +18,13 @@ from cdae.latents import (
     set_block,
     traverse,
 )
-from cdae.models import ModelConfig, build_model
 
-TINY = dict(encoder_channels=(8, 16), base_channels=8, channel_mult=(1, 2),
-            attention_resolutions=(), latent_dim=4)
 GRAPH = CausalGraph.preset("morphomnist")
-NORMALIZER = LabelNormalizer(GRAPH.nodes, {"thickness": 2.5, "intensity": 150.0, "digit": 0.0},
-                             {"thickness": 0.6, "intensity": 48.0, "digit": 1.0},
-                             GRAPH.categorical)
+NORMALIZER = tiny_normalizer(GRAPH)
 
 
 def make(kind="causal_diffae", seed=0):
-    torch.manual_seed(seed)
-    model = build_model(GRAPH, ModelConfig.small(image_size=28, **TINY), kind)
-    with torch.no_grad():  # untrained weights are near-silent; perturb so every path carries signal
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return CounterfactualModel(model, GaussianDiffusion("linear", 1000), NORMALIZER)
+    return make_tiny_cf(kind, "morphomnist", seed)
 
 
 @pytest.fixture(scope="module")
