@@ -30,7 +30,7 @@ quickstart: install
 
 test: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
-		--nbval-lax --sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
+		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
 		--durations 15
 
 lint: install
