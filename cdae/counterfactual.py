@@ -241,7 +241,8 @@ class CounterfactualModel:
         u, z = self.encode(x, labels)
         z_cf = self.intervene(u, z, do, clamp)
         x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
-        images = self.decode(x_T, z_cf, steps, guidance)
+        # the noise jump starts from (almost) pure noise: clip as when sampling
+        images = self.decode(x_T, z_cf, steps, guidance, clip_x0=abduction == "noise")
         return CounterfactualResult(images=images, factual=self.to_frame(self.read_labels(z)),
                                     counterfactual=self.to_frame(self.read_labels(z_cf)),
                                     do=dict(do))

@@ -79,3 +79,36 @@ def image_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def captioned_grid(
+    cells: Sequence[Sequence[tuple[Any, str]]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str | None = None,
+    cell_size: float = 1.55,
+) -> Any:
+    """A grid where ``cells[r][c] = (image or None, caption)``; a None image is a grey blank
+    (e.g. "no ground truth"), the caption sits under the image. Returns the ``Figure``."""
+    import matplotlib.pyplot as plt
+
+    nrows, ncols = len(cells), len(cells[0])
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(cell_size * ncols + 1.0, cell_size * nrows + 0.6))
+    flat = [cell for row in cells for cell in row]
+    for ax, (image, text) in zip(axes.flat, flat, strict=True):
+        if image is not None:
+            ax.imshow(to_display(image), cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            ax.set_facecolor("0.9")
+        ax.set(xticks=[], yticks=[])
+        ax.grid(False)
+        ax.set_xlabel(text, fontsize=7, labelpad=2)
+    for ax, label in zip(axes[:, 0], row_labels, strict=True):
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    for ax, label in zip(axes[0], col_labels, strict=True):
+        ax.set_title(label, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
