@@ -97,3 +97,13 @@ def test_download_checks_md5_tries_mirrors_and_leaves_no_partial_file(isolated):
     )
     assert [p.name for p in paths] == list(md5)
     assert mnist.load_mnist("test", root=target).images.shape == (6, 28, 28)
+
+
+def test_failed_automatic_download_explains_every_way_to_get_the_data(isolated, monkeypatch):
+    def offline(*args, **kwargs):
+        raise mnist.ChecksumError("could not download a valid t10k-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(mnist, "download_mnist", offline)
+    with pytest.raises(mnist.MnistNotFoundError) as info:
+        mnist.load_real_digits("test")
+    assert "CDAE_MNIST_DIR" in str(info.value) and "download failed too" in str(info.value)

