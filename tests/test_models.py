@@ -187,7 +187,7 @@ def test_loss_is_finite_reproducible_and_scalar(kind):
     diffusion = diffusion_for(model.config)
     out = model.loss(x, y, diffusion, 5, generator=torch.Generator().manual_seed(1))
     again = model.loss(x, y, diffusion, 5, generator=torch.Generator().manual_seed(1))
-    assert set(out) == {"loss", "mse", "kl_u", "kl_z", "gamma"}
+    assert set(out) == {"loss", "mse", "kl_u", "kl_z", "mech", "gamma"}
     for key, value in out.items():
         assert value.shape == () and torch.isfinite(value), key
         assert torch.equal(value, again[key]), key
@@ -214,6 +214,51 @@ def test_kl_terms_match_their_formulas():
     out = literal.loss(x, y, diffusion_for(model.config), 0, generator=torch.Generator()
                        .manual_seed(3))
     torch.testing.assert_close(out["kl_u"], gaussian_kl(mu, logvar).sum(-1).mean())
+
+
+def test_gaussian_kl_with_prior_variance_matches_torch_distributions():
+    mu, logvar, m = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()),
+        torch.distributions.Normal(m, torch.full_like(m, 0.01 ** 0.5)))
+    torch.testing.assert_close(gaussian_kl(mu, logvar, m, prior_variance=0.01), expected)
+
+
+def test_informative_latent_knobs_change_the_loss_as_their_formulas_say():
+    torch.manual_seed(0)
+    base = tiny(cfg_drop_prob=0.0, gamma_warmup_steps=0)
+    model = CausalDiffAE(MORPHO, base)
+    with torch.no_grad():  # un-zero the zero-initialised layers, so that eps depends on z
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.normal_(0.0, 0.1)
+    x, y = morpho_batch()
+    diffusion = diffusion_for(base)
+
+    def loss(config):
+        other = CausalDiffAE(MORPHO, config)
+        other.load_state_dict(model.state_dict())
+        return other.loss(x, y, diffusion, 0, generator=torch.Generator().manual_seed(3))
+
+    out = loss(base)
+    mu, logvar = model.encode(x)
+    u = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=torch.Generator()
+                                                .manual_seed(3))
+    z = model.causal(u)
+    # mechanism term: f(z_thickness) against the intensity label's block, on the child's dims
+    mech = ((z - u)[:, 2:4] - model.prior.mean(y)[:, 2:4]).pow(2).sum(-1).mean()
+    torch.testing.assert_close(out["mech"], mech)
+    weighted = loss(base.replace(mechanism_weight=2.0))
+    torch.testing.assert_close(weighted["loss"] - out["loss"], 2.0 * mech)
+    sharp = loss(base.replace(label_prior_variance=0.1))
+    kl_z = gaussian_kl(z - u + mu, logvar, model.prior.mean(y), 0.1).sum(-1).mean()
+    torch.testing.assert_close(sharp["kl_z"], kl_z)
+    mean = loss(base.replace(kl_reduction="mean"))
+    torch.testing.assert_close(mean["kl_z"], out["kl_z"] / mu.shape[-1])
+    # shrinking the decoder's sampling variance changes only what the UNet sees
+    shrunk = loss(base.replace(decoder_variance_scale=1e-3))
+    torch.testing.assert_close(shrunk["kl_z"], out["kl_z"])
+    assert not torch.equal(shrunk["mse"], out["mse"])
 
 
 def test_diffae_has_one_kl_term_on_u():

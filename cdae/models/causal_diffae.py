@@ -27,6 +27,7 @@ from cdae.models.losses import (
     conditioned_rows,
     latent_kl,
     masked_mean,
+    mechanism_error,
     objective,
 )
 from cdae.models.unet import ConditionalEpsModel, NullToken, UNet
@@ -58,6 +59,9 @@ class CausalDiffAE(ConditionalEpsModel):
         skip = [not latent_graph.parents(name) and not config.kl_u_on_roots
                 for name in graph.nodes]
         self.register_buffer("skip_kl_u", torch.tensor(skip).repeat_interleave(d),
+                             persistent=False)
+        child = [bool(latent_graph.parents(name)) for name in graph.nodes]
+        self.register_buffer("child_dims", torch.tensor(child).repeat_interleave(d),
                              persistent=False)
 
     # ------------------------------------------------------------------ inference
@@ -98,8 +102,9 @@ class CausalDiffAE(ConditionalEpsModel):
     def loss(self, x: torch.Tensor, y: torch.Tensor, diffusion: Any, step: int,
              labelled: torch.Tensor | None = None, generator: torch.Generator | None = None,
              ) -> dict[str, torch.Tensor]:
-        """L = E||eps − eps_theta(x_t, t, z)||² + gamma(step)·[KL(q(u|x)||N(0,I))
-        + sum_i KL(q(z_i|x)||p(z_i|y_i))].
+        """L = E||eps − eps_theta(x_t, t, z~)||² + gamma(step)·[KL(q(u|x)||N(0,I))
+        + sum_i KL(q(z_i|x)||p(z_i|y_i))] + lambda·sum_i ||f_i(z_pa(i)) − m_i(y_i)||²
+        (z~, v and lambda: see ``cdae.models.losses``).
 
         Args:
             x: (B, C, H, W) images in [-1, 1]; y: (B, n) normalised labels (class index for a
@@ -112,21 +117,30 @@ class CausalDiffAE(ConditionalEpsModel):
                 would only pull their codes to the prior).
             generator: drives u, t, noise and the drop mask, for reproducible losses.
         Returns:
-            scalars ``loss, mse, kl_u, kl_z, gamma``.
+            scalars ``loss, mse, kl_u, kl_z, mech, gamma`` (see ``cdae.models.losses``).
         """
         self.config.check_images(x)
         y = check_labels(y, self.graph, x.shape[0])
         check_diffusion(diffusion, self.config)
         mu, logvar = self.encoder(x)
-        u = reparameterise(mu, logvar, generator)  # u ~ q(u|x)
+        noise = reparameterise(torch.zeros_like(mu), logvar, generator)  # sigma · eps
+        u = mu + noise  # u ~ q(u|x)
         z = self.causal(u)  # z_i = f_i(z_pa(i)) + u_i
+        scale = self.config.decoder_variance_scale
+        z_dec = z if scale == 1.0 else self.causal(mu + scale**0.5 * noise)  # what the UNet sees
         use = conditioned_rows(x.shape[0], labelled, self.config.cfg_drop_prob, x.device,
                                generator)
-        cond = self.null.where(use, z)  # null token where the row is unlabelled or dropped
+        cond = self.null.where(use, z_dec)  # null token where the row is unlabelled or dropped
         mse = diffusion.training_loss(lambda x_t, t: self.unet(x_t, t, cond), x,
                                       generator=generator)  # (B,)
         y = torch.where(use[:, None], y, torch.zeros_like(y))  # unlabelled rows: no prior term
-        kl_u, kl_z = latent_kl(mu, logvar, u, z, self.prior.mean(y), self.skip_kl_u)
+        prior_mean = self.prior.mean(y)
+        kl_u, kl_z = latent_kl(mu, logvar, u, z, prior_mean, self.skip_kl_u,
+                               self.config.label_prior_variance)
+        if self.config.kl_reduction == "mean":
+            kl_u, kl_z = kl_u / mu.shape[-1], kl_z / mu.shape[-1]
+        mech = mechanism_error(u, z, prior_mean, self.child_dims)
         weight = use.float()
-        return objective(mse, masked_mean(kl_u, weight), masked_mean(kl_z, weight),
-                          annealed_gamma(step, self.config.gamma, self.config.gamma_warmup_steps))
+        gamma = annealed_gamma(step, self.config.gamma, self.config.gamma_warmup_steps)
+        return objective(mse, masked_mean(kl_u, weight), masked_mean(kl_z, weight), gamma,
+                         masked_mean(mech, weight), self.config.mechanism_weight)

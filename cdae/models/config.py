@@ -20,6 +20,7 @@ MECHANISMS = ("nonlinear", "released", "linear")
 CATEGORICAL_MODES = ("block", "embedding")
 NULL_TOKENS = ("learned", "zero")
 PRIORS = ("label_aligned", "standard")
+KL_REDUCTIONS = ("sum", "mean")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class ModelConfig:
     gamma: float = 1.0  # final KL weight (released code: 1.0)
     gamma_warmup_steps: int = 0  # linear anneal 0 -> gamma (released code: 50,000 steps)
     kl_u_on_roots: bool = False  # the paper's formula read literally; see losses.latent_kl
+    label_prior_variance: float = 1.0  # v in p(z_i | y_i) = N(m_i(y_i), v I) (paper: 1)
+    decoder_variance_scale: float = 1.0  # decoder sees u = mu + sqrt(s)·sigma·eps (released: 1e-3)
+    mechanism_weight: float = 0.0  # lambda of the supervised mechanism term (paper: 0)
+    kl_reduction: str = "sum"  # KL summed over latent dims (paper) | "mean" (the MSE's scale)
     # diffusion
     timesteps: int = 1000
     schedule: str = "linear"
@@ -129,7 +134,8 @@ class ModelConfig:
     # ------------------------------------------------------------------ validation
     def _check_choices(self) -> None:
         choices = {"mechanism": MECHANISMS, "categorical_mode": CATEGORICAL_MODES,
-                   "null_token": NULL_TOKENS, "prior": PRIORS}
+                   "null_token": NULL_TOKENS, "prior": PRIORS,
+                   "kl_reduction": KL_REDUCTIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
@@ -137,6 +143,13 @@ class ModelConfig:
             raise ValueError(f"cfg_drop_prob must be in [0, 1), got {self.cfg_drop_prob}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.label_prior_variance > 0:
+            raise ValueError(f"label_prior_variance must be > 0, got {self.label_prior_variance}")
+        if not 0.0 < self.decoder_variance_scale <= 1.0:
+            raise ValueError("decoder_variance_scale must be in (0, 1], got "
+                             f"{self.decoder_variance_scale}")
+        if self.mechanism_weight < 0:
+            raise ValueError(f"mechanism_weight must be >= 0, got {self.mechanism_weight}")
         if self.gamma < 0 or self.gamma_warmup_steps < 0:
             raise ValueError("gamma and gamma_warmup_steps must be >= 0, got "
                              f"{self.gamma} and {self.gamma_warmup_steps}")

@@ -46,7 +46,7 @@ from cdae.train.runtime import (
     set_threads,
 )
 
-METRICS = ("loss", "mse", "kl_u", "kl_z", "gamma")
+METRICS = ("loss", "mse", "kl_u", "kl_z", "mech", "gamma")
 _SHARDS_PER_STEP = 4096  # room for rank · accumulate + micro-batch in the per-shard seeds
 
 
