@@ -20,6 +20,14 @@ def _cmd_data_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_deepscm(args: argparse.Namespace) -> int:
+    from cdae.data.deepscm import download_deepscm
+
+    for path in download_deepscm(args.out, splits=tuple(args.splits)):
+        print(path)
+    return 0
+
+
 def _cmd_data_morphomnist(args: argparse.Namespace) -> int:
     from cdae.data.morphomnist import generate_dataset
 
@@ -84,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     mnist = datasets.add_parser("mnist", help="download MNIST (md5-checked; needs internet)")
     mnist.add_argument("--out", type=Path, default=data_dir() / "mnist")
     mnist.set_defaults(func=_cmd_data_mnist)
+
+    deepscm = datasets.add_parser(
+        "deepscm", help="download the Deep SCM Morpho-MNIST set (md5-checked; needs internet)")
+    deepscm.add_argument("--out", type=Path, default=None,
+                         help="target folder (default: CDAE_DEEPSCM_DIR, data/deepscm-morphomnist)")
+    deepscm.add_argument("--splits", nargs="+", choices=("train", "test"),
+                         default=["train", "test"])
+    deepscm.set_defaults(func=_cmd_data_deepscm)
 
     morpho = datasets.add_parser(
         "morphomnist", help="generate Causal Morpho-MNIST in the Deep SCM file layout"

@@ -6,8 +6,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+
+class ChecksumError(ValueError):
+    """A file (downloaded or shipped) does not have the checksum it must have."""
 
 
 @contextlib.contextmanager
@@ -72,3 +78,43 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def git_blob_sha1(path: str | os.PathLike) -> str:
+    """Git's object id of a file: sha1 of ``b"blob <size>\\0"`` followed by its bytes."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksum(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of a file by ``"md5"``, ``"sha256"`` or ``"git-blob"`` (:func:`git_blob_sha1`)."""
+    return git_blob_sha1(path) if algorithm == "git-blob" else file_digest(path, algorithm)
+
+
+def download_verified(urls: Sequence[str], target: str | os.PathLike, algorithm: str,
+                      expected: str, timeout_s: float = 60.0) -> Path:
+    """Download the first of ``urls`` whose bytes have checksum ``expected`` to ``target``.
+
+    Atomic: a failed, interrupted or mismatching download leaves nothing under ``target``.
+    Raises :class:`ChecksumError` listing what each URL gave when none succeeds.
+    """
+    target, errors = Path(target), []
+    for url in urls:
+        try:
+            with atomic_path(target) as tmp:
+                with urllib.request.urlopen(url, timeout=timeout_s) as response, \
+                        open(tmp, "wb") as out:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                actual = checksum(tmp, algorithm)
+                if actual != expected:
+                    raise ChecksumError(f"{algorithm} of {url} is {actual}, expected {expected}")
+            return target
+        except (urllib.error.URLError, OSError, ChecksumError) as exc:
+            errors.append(f"  - {url}: {exc}")
+    raise ChecksumError(f"could not download a valid {target.name}; no partial file was kept. "
+                        "Tried:\n" + "\n".join(errors))

