@@ -85,6 +85,43 @@ def collect_latents(cf_model: Any, dataset: Any, n: int | None = None,
     return Latents(torch.cat(us), torch.cat(zs), labels)
 
 
+@torch.no_grad()
+def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512,
+                          batch_size: int = 256) -> pd.DataFrame:
+    """What the decoder sees of each latent block: the signal-to-noise of q(u|x) per block.
+
+    For the first ``n`` images, per block i (mean over its d dims):
+    ``posterior_sd`` = E_x[sigma(x)], the noise of a sample of q(u_i|x);
+    ``spread_u`` = sd across images of mu_i(x), the signal u_i carries;
+    ``spread_z`` = sd across images of z_i = f_i(z_pa(i)) + mu_i(x);
+    ``snr`` = spread_u / posterior_sd. A block with snr near 0 is noise to a decoder trained
+    on samples of q(u|x) (the paper's objective drives sigma to 1), so that decoder learns to
+    ignore it; an informative block has snr well above 1. One row per variable, graph order.
+    """
+    _require_encoder(cf_model)
+    if not 1 <= n <= len(dataset):
+        raise ValueError(f"n={n} must be between 1 and the dataset's {len(dataset)} samples")
+    mus, sds, zs = [], [], []
+    for start in range(0, n, batch_size):
+        x = to_unit_range(dataset.images_uint8[start : min(start + batch_size, n)])
+        x = x.to(cf_model.device)
+        mu, logvar = cf_model.model.encode(x)
+        mus.append(mu.cpu())
+        sds.append((0.5 * logvar).exp().cpu())
+        zs.append(cf_model.model.causal(mu).cpu())
+    mu, sd, z = torch.cat(mus), torch.cat(sds), torch.cat(zs)
+    d = cf_model.model.config.latent_dim
+    rows = []
+    for i, name in enumerate(cf_model.graph.nodes):
+        block = slice(i * d, (i + 1) * d)
+        posterior_sd = sd[:, block].mean().item()
+        spread_u = mu[:, block].std(dim=0).mean().item()
+        rows.append({"variable": name, "posterior_sd": posterior_sd, "spread_u": spread_u,
+                     "spread_z": z[:, block].std(dim=0).mean().item(),
+                     "snr": spread_u / posterior_sd})
+    return pd.DataFrame(rows)
+
+
 def dimension_names(graph: CausalGraph, d: int) -> list[str]:
     """Names of the n·d latent dims, block by block: ``["thickness[0]", ..., "digit[d-1]"]``."""
     return [f"{name}[{k}]" for name in graph.nodes for k in range(d)]

@@ -11,6 +11,7 @@ from cdae import CausalGraph
 from cdae.data.datasets import CausalImageDataset
 from cdae.data.images import to_unit_range
 from cdae.latents import (
+    block_signal_to_noise,
     collect_latents,
     dimension_names,
     mechanism_response,
@@ -156,3 +157,24 @@ def test_pca_finds_the_dominant_direction():
     np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-9)
     with pytest.raises(ValueError, match="k=4"):
         pca(codes, k=4)
+
+
+def test_block_signal_to_noise_is_spread_of_the_mean_over_the_posterior_sd(cf, dataset):
+    table = block_signal_to_noise(cf, dataset, n=len(dataset), batch_size=7)
+    assert list(table["variable"]) == cf.graph.nodes
+    x = to_unit_range(dataset.images_uint8[: len(dataset)])
+    mu, logvar = cf.model.encode(x)
+    d = cf.model.config.latent_dim
+    for i, row in table.iterrows():
+        block = slice(i * d, (i + 1) * d)
+        sd = (0.5 * logvar[:, block]).exp().mean().item()
+        spread = mu[:, block].std(dim=0).mean().item()
+        assert row["posterior_sd"] == pytest.approx(sd, rel=1e-5)
+        assert row["spread_u"] == pytest.approx(spread, rel=1e-5)
+        assert row["snr"] == pytest.approx(spread / sd, rel=1e-5)
+    z = cf.model.causal(mu)
+    child = cf.graph.nodes.index("intensity")
+    assert table.loc[child, "spread_z"] == pytest.approx(
+        z[:, child * d:(child + 1) * d].std(dim=0).mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="n=0"):
+        block_signal_to_noise(cf, dataset, n=0)
