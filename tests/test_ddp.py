@@ -61,17 +61,17 @@ def test_the_first_bad_step_is_agreed_over_ranks(tmp_path):
     import torch.distributed as dist
 
     from cdae.train.runtime import Runtime
-    from cdae.train.trainer import _Meter
+    from cdae.train.trainer import METRICS, _Meter
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
                             world_size=1)
     try:
         runtime = Runtime(torch.device("cpu"), rank=0, world_size=2)  # take the collective path
         meter = _Meter(torch.device("cpu"))
-        meter.add(torch.ones(5), step=1)
+        meter.add(torch.ones(len(METRICS)), step=1)
         assert meter.first_bad_step(runtime) is None
-        meter.add(torch.full((5,), float("nan")), step=2)
-        meter.add(torch.full((5,), float("inf")), step=3)
+        meter.add(torch.full((len(METRICS),), float("nan")), step=2)
+        meter.add(torch.full((len(METRICS),), float("inf")), step=3)
         assert meter.first_bad_step(runtime) == 2
         means, count = meter.means(runtime)
         assert count == 3 and math.isnan(means[0])

@@ -626,9 +626,8 @@ def _read_labels_csv(path: Path, digits: np.ndarray) -> pd.DataFrame:
 def load_or_generate(root: str | os.PathLike | None = None, **gen_kwargs: Any) -> Path:
     """Folder of a verified Causal Morpho-MNIST, generating it first if needed.
 
-    ``root`` defaults to ``data_dir()/"morphomnist"``, with the generation arguments that differ
-    from their defaults in the name (``morphomnist-draws_per_digit4``), so that differently
-    generated sets live side by side. A folder whose manifest does not verify (missing or
+    ``root`` defaults to ``data_dir()/"morphomnist"`` (``morphomnist-draws_per_digit4`` for 4
+    draws per digit, so that a larger training set lives beside the tutorial set). A folder whose manifest does not verify (missing or
     corrupted files), or that was generated with other ``seed`` / ``limit`` /
     ``draws_per_digit``, is regenerated, with a warning that says why. ``gen_kwargs`` go to
     :func:`generate_dataset`.
@@ -649,12 +648,10 @@ def load_or_generate(root: str | os.PathLike | None = None, **gen_kwargs: Any) -
 
 
 def default_folder_name(gen_kwargs: Mapping[str, Any]) -> str:
-    """``morphomnist`` plus ``-<name><value>`` for each seed / limit / draws_per_digit that is not
-    the default, e.g. ``morphomnist-draws_per_digit4``."""
-    defaults = {"seed": 0, "limit": None, "draws_per_digit": 1}
-    changed = [f"-{k}{gen_kwargs[k]}" for k in defaults
-               if k in gen_kwargs and gen_kwargs[k] != defaults[k]]
-    return "morphomnist" + "".join(changed)
+    """``morphomnist``, or ``morphomnist-draws_per_digit<k>`` for k > 1 draws per digit (a
+    training set of another size that should not replace the tutorial set)."""
+    draws = gen_kwargs.get("draws_per_digit", 1)
+    return "morphomnist" if draws == 1 else f"morphomnist-draws_per_digit{draws}"
 
 
 def _args_mismatch(root: Path, gen_kwargs: Mapping[str, Any]) -> list[str]:
