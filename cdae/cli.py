@@ -69,7 +69,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from cdae.pretrained import export_checkpoint
 
-    entry = export_checkpoint(args.checkpoint, args.out, command=args.command, notes=args.notes)
+    entry = export_checkpoint(args.checkpoint, args.out, command=args.command, notes=args.notes,
+                              force=args.force)
     print(f"{args.out}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256']}")
     return 0
 
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, help="e.g. data/pretrained/morphomnist_small.pt")
     export.add_argument("--command", default=None, help="the command that trained it")
     export.add_argument("--notes", default=None, help="what it was trained on, hardware, ...")
+    export.add_argument("--force", action="store_true",
+                        help="replace an existing output file (never the input checkpoint)")
     export.set_defaults(func=_cmd_export)
 
     quick = commands.add_parser("quickstart", help="run the main job and write its figures")
