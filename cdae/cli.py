@@ -11,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: Exit status after Ctrl-C (128 + SIGINT, the shell's convention).
+INTERRUPTED = 130
+
 
 def _cmd_data_mnist(args: argparse.Namespace) -> int:
     from cdae.data.mnist import download_mnist
@@ -46,7 +49,7 @@ def _cmd_data_pendulum(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cdae.train import TrainingDiverged, train_from_config
+    from cdae.train import TrainingDiverged, TrainingInterrupted, train_from_config
 
     try:
         checkpoint = train_from_config(args.config, steps=args.steps, out=args.out,
@@ -54,6 +57,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as exc:
+        if os.environ.get("RANK", "0") == "0":
+            print(str(exc), file=sys.stderr)
+        return INTERRUPTED
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"checkpoint: {checkpoint}")
     return 0
@@ -171,8 +178,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C while training, or one in any other command
+        print("interrupted; nothing was saved since the last checkpoint", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _message(exc: Exception) -> str:
+    """The text of an error; an ``OSError(errno, message)`` without its "[Errno N]" prefix."""
+    if isinstance(exc, OSError) and exc.filename is None and len(exc.args) == 2:
+        return str(exc.strerror)
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

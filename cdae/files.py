@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -34,6 +35,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that :func:`atomic_path` leaves in
+    ``folder`` when its process is killed mid-write; returns what was removed. Call it only
+    where no other process is writing into ``folder``."""
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(".*.tmp") if p.is_file()) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise ``OSError`` naming ``path`` unless a file can be written there; tested by creating
+    (and removing) a temporary file beside it, so a long computation never ends unable to save.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{what} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {what} {path} ({exc.strerror or exc}); choose "
+                                 "another path") from exc
 
 
 def _umask() -> int:
