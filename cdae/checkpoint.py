@@ -19,12 +19,10 @@ checkpoints).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import pickle
 import random
-import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,24 +57,9 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     payload = {"format": FORMAT, "version": FORMAT_VERSION,
                **{key: value for key, value in state.items() if key != CHECKSUM}}
     payload[CHECKSUM] = content_digest(payload)
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: torch then
+        torch.save(payload, handle)  # raises the OSError itself (ENOSPC), not a RuntimeError
     return path
-
-
-def write_error(path: Path, exc: OSError) -> OSError:
-    """An ``OSError`` whose message names the file that could not be written, and why."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = shutil.disk_usage(path.parent).free / 1e6
-        return OSError(exc.errno, f"no space left on the device to write {path} ({free:.0f} MB "
-                                  f"free in {path.parent}); the previous {path.name}, if any, "
-                                  "is untouched. Free some space and try again (training: "
-                                  "--resume)")
-    return OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}; the previous "
-                              f"{path.name}, if any, is untouched")
 
 
 def content_digest(state: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -22,19 +23,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     If the block raises, the temporary file is removed and ``path`` is left untouched, so a
-    crash or Ctrl-C never leaves a truncated file under the final name.
+    crash or Ctrl-C never leaves a truncated file under the final name. A full disk, or another
+    failure to write, is re-raised as an ``OSError`` that names ``path`` (:func:`write_error`).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise write_error(final, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS or getattr(exc, "names_its_file", False):
+            raise  # not a write failure, or already reported by an inner atomic write
+        raise write_error(final, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: errno values that mean "the data could not be written", whatever the file.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def write_error(path: Path, exc: OSError) -> OSError:
+    """An ``OSError`` of the same kind whose message names ``path`` and the way out."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.exists() else 0.0
+        reason = (f"no space left on the device to write {path} ({free:.0f} MB free in "
+                  f"{path.parent})")
+        remedy = "Free some space, then try again (training: --resume)"
+    else:
+        reason = f"could not write {path}: {exc.strerror or exc}"
+        remedy = "Choose a folder you can write to"
+    error = type(exc)(exc.errno, f"{reason}; the previous {path.name}, if any, is untouched. "
+                                 f"{remedy}.")
+    error.names_its_file = True
+    return error
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

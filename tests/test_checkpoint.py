@@ -27,7 +27,7 @@ from cdae.checkpoint import (
 from cdae.cli import main
 from cdae.config import ExperimentConfig
 from cdae.counterfactual import CounterfactualModel
-from cdae.files import file_digest
+from cdae.files import file_digest, write_error
 from cdae.pretrained import export_checkpoint, load_pretrained, pretrained_path, read_manifest
 from cdae.train import Trainer, load_model, train
 
@@ -242,10 +242,10 @@ def test_a_failed_manifest_write_leaves_checkpoint_and_manifest_as_they_were(run
     checkpoint, manifest = target.read_bytes(), (run.parent / "MANIFEST.json").read_bytes()
 
     def full_disk(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
 
     monkeypatch.setattr(pretrained, "atomic_write_bytes", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="no space left on the device to write .*MANIFEST.json"):
         export_checkpoint(run.parent / "step_0000001.pt", target, force=True)
     assert target.read_bytes() == checkpoint
     assert (run.parent / "MANIFEST.json").read_bytes() == manifest
