@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C while training, or one in any other command
-        print("interrupted; nothing was saved since the last checkpoint", file=sys.stderr)
+        print("interrupted (Ctrl-C); stopped at once, without saving", file=sys.stderr)
         return INTERRUPTED
 
 

@@ -177,6 +177,17 @@ def test_ctrl_c_in_the_command_line_exits_130(tmp_path, monkeypatch, capsys):
     assert "interrupted at step 2" in err and "resume with --resume" in err
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
 
+    def twice(self, micro_batches):  # a second Ctrl-C aborts at once, without saving
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, micro_batches)
+
+    monkeypatch.setattr(Trainer, "train_step", twice)
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "aborted")]) == 130
+    assert "without saving" in capsys.readouterr().err
+    assert not (tmp_path / "aborted" / "last.pt").exists()
+
 
 def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path, capsys):
     train(tiny_config(steps=2), tmp_path, dataset=tiny_dataset(), progress=False)
