@@ -6,13 +6,12 @@ from __future__ import annotations
 import errno
 import random
 import shutil
-import struct
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
 import torch
+from corrupt import flip_tensor_bytes
 from test_train import tiny_config, tiny_dataset
 
 from cdae import pretrained
@@ -140,21 +139,6 @@ def test_load_model_gives_the_ema_or_the_raw_weights(run):
 
 
 # ---------------------------------------------------------------------------- content checksum
-def flip_tensor_bytes(path, count: int = 64) -> None:
-    """XOR ``count`` bytes in the middle of the largest tensor record of a checkpoint file."""
-    with zipfile.ZipFile(path) as archive:
-        record = max((i for i in archive.infolist() if "/data/" in i.filename),
-                     key=lambda i: i.file_size)
-    with open(path, "r+b") as handle:
-        handle.seek(record.header_offset + 26)  # local header: name and extra-field lengths
-        name_len, extra_len = struct.unpack("<HH", handle.read(4))
-        start = record.header_offset + 30 + name_len + extra_len + record.file_size // 2
-        handle.seek(start)
-        flipped = bytes(b ^ 0xFF for b in handle.read(count))
-        handle.seek(start)
-        handle.write(flipped)
-
-
 def test_flipped_bytes_in_tensor_data_are_refused_by_every_loader(run, capsys):
     flip_tensor_bytes(run)
     with pytest.raises(CheckpointError, match="fails its content checksum") as error:
