@@ -3,8 +3,9 @@
 A folder written by cdae carries a ``MANIFEST.sha256``: it is verified, and a folder whose files
 differ from it (an edited CSV row, a truncated image file) is refused, since its labels, and the
 label normaliser fitted on them, would silently change. A folder without a manifest is checked
-against the published md5s of the Deep SCM Morpho-MNIST files where they are known; anything
-else is used with a warning that it could not be verified.
+against the published checksums of the Deep SCM Morpho-MNIST files
+(:data:`cdae.data.deepscm.CHECKSUMS`) when it is meant to hold them; anything else is used with
+a warning that it could not be verified.
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from cdae.files import file_digest
+from cdae.data.deepscm import CHECKSUMS
+from cdae.files import checksum
 
 MANIFEST = "MANIFEST.sha256"
-#: md5 of the Deep SCM Morpho-MNIST test split as distributed (Pawlowski et al., NeurIPS 2020).
-DEEPSCM_MD5 = {
-    "t10k-images-idx3-ubyte.gz": "4ca8b1537d32e83abbd0f455c1579d57",
-    "t10k-labels-idx1-ubyte.gz": "311f6fee2bd0b2a7b177af75d62329f7",
-    "t10k-morpho.csv": "84e1aed36c8b366cb5779f50f3289671",
-}
 _REGENERATE = {"morphomnist": "python -m cdae data morphomnist --out {folder}",
                "pendulum": "python -m cdae data pendulum --out {folder} --overwrite"}
 
@@ -38,7 +34,8 @@ def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
         folder: the dataset folder.
         split_files: the names of the files the split to be read uses (for the md5 check of a
             folder without a manifest).
-        deepscm: the folder is meant to hold the published Deep SCM files: compare the md5s.
+        deepscm: the folder is meant to hold the published Deep SCM files: compare their
+            checksums.
 
     Raises:
         DatasetIntegrityError: the manifest or a known md5 does not match.
@@ -54,13 +51,15 @@ def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
                 f", or, to use the edited files on purpose, delete {folder / MANIFEST}"
             )
         return
-    known = [name for name in split_files if deepscm and name in DEEPSCM_MD5]
-    changed = [name for name in known if file_digest(folder / name, "md5") != DEEPSCM_MD5[name]]
+    known = [name for name in split_files if deepscm and name in CHECKSUMS]
+    changed = [name for name in known if checksum(folder / name, CHECKSUMS[name][0])
+               != CHECKSUMS[name][1]]
     if changed:
         raise DatasetIntegrityError(
             f"{', '.join(changed)} in {folder} differ from the published Deep SCM Morpho-MNIST "
-            "files (md5): the copy is corrupt or was edited. Download it again, or read your own "
-            "files in this layout as dataset 'morphomnist' (root=...), unverified."
+            "files (their checksums): the copy is corrupt or was edited. Download it again "
+            f"(`python -m cdae data deepscm --out {folder}`), or read your own files in this "
+            "layout as dataset 'morphomnist' (root=...), unverified."
         )
     unverified = sorted(set(split_files) - set(known))
     if unverified or not split_files:
