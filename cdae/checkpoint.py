@@ -147,11 +147,15 @@ def _read(path: Path, map_location: str | torch.device = "cpu") -> dict:
 
 def _check_unchecksummed(path: Path) -> None:
     """A checkpoint without a checksum (written by an older cdae): verified by the sha256 of a
-    ``MANIFEST.json`` that lists it, else loaded with a warning."""
-    from cdae.pretrained import manifest_sha256
+    ``MANIFEST.json`` that lists it, or found to be an intact copy of a shipped checkpoint;
+    else loaded with a warning."""
+    from cdae.pretrained import manifest_sha256, read_manifest
 
     expected = manifest_sha256(path)
     if expected is None:
+        shipped = {entry.get("sha256") for entry in read_manifest().values()}
+        if file_digest(path) in shipped:
+            return
         warnings.warn(
             f"{path} carries no content checksum (it was written before cdae checksummed its "
             "checkpoints), so its contents cannot be verified; it is loaded as it is. Saving it "

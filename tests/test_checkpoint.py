@@ -193,8 +193,12 @@ def test_the_shipped_checkpoint_loads_bit_exactly_and_an_altered_copy_is_refused
     flip_tensor_bytes(folder / shipped.name)
     with pytest.raises(CheckpointError, match="git checkout"):
         CounterfactualModel.from_checkpoint(folder / shipped.name)
-    lone = tmp_path / "copy.pt"  # a copy away from its manifest cannot be verified
+    lone = tmp_path / "copy.pt"  # an intact copy away from its manifest is still recognised
     shutil.copyfile(shipped, lone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CounterfactualModel.from_checkpoint(lone)
+    flip_tensor_bytes(lone)  # an altered one cannot be verified, and says so
     with pytest.warns(UserWarning, match="cannot be verified"):
         CounterfactualModel.from_checkpoint(lone)
 
