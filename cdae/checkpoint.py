@@ -14,7 +14,7 @@ A checkpoint is a dict of tensors and plain data:
 
 Checkpoints written before checksums existed still load, with a warning that their contents
 cannot be verified, unless a ``MANIFEST.json`` beside them vouches for their bytes (the shipped
-checkpoints).
+checkpoints) or they are byte-identical copies of a shipped one.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read, verify and sanity-check a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
+        FileNotFoundError: no file at ``path`` (``IsADirectoryError``: a folder there).
         CheckpointError: truncated, corrupt (content checksum or manifest sha256 differ),
             foreign or from an incompatible format version; the message says what to do.
     """
