@@ -215,6 +215,9 @@ def test_run_folder_and_device_mistakes_are_messages(tmp_path, capsys):
     assert main(["train", str(tmp_path / "c.yaml"), "--device", "tpu9",
                  "--out", str(tmp_path / "run")]) == 2
     assert "unknown device 'tpu9'" in capsys.readouterr().err
+    shipped = Path(__file__).parents[1] / "data" / "pretrained" / "morphomnist_small.pt"
+    assert main(["evaluate", str(shipped), "--device", "tpu9"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
 
 
 class PlainDataset(torch.utils.data.Dataset):
