@@ -238,3 +238,17 @@ def test_a_failed_manifest_write_leaves_checkpoint_and_manifest_as_they_were(run
     assert target.read_bytes() == checkpoint
     assert (run.parent / "MANIFEST.json").read_bytes() == manifest
     assert sorted(p.name for p in run.parent.glob(".*.tmp")) == []
+
+
+def test_a_run_saved_before_checksums_resumes_with_a_warning_and_saves_a_checksum(run):
+    state = load_checkpoint(run)
+    torch.save({"format": "cdae-checkpoint", "version": 1, **state}, run)  # an older cdae's
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        trainer = Trainer(tiny_config(steps=3, checkpoint_every=1), run.parent, resume=True,
+                          dataset=tiny_dataset(), progress=False)
+    assert trainer.step == 2
+    trainer.fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_checkpoint(run)["step"] == 3
+    assert "checksum" in torch.load(run, weights_only=True)
