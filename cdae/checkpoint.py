@@ -1,21 +1,29 @@
-"""Checkpoints: written atomically, read safely (``weights_only``), checked against the config.
+"""Checkpoints: written atomically, read safely (``weights_only``), checksummed, checked against
+the config.
 
 A checkpoint is a dict of tensors and plain data:
 
     format, version      "cdae-checkpoint", FORMAT_VERSION
+    checksum             sha256 of everything else (:func:`content_digest`), checked on load
     step                 optimiser steps done
     model, ema           state dicts of the trained weights and of their moving average
     optimizer            the AdamW state; lr comes from the schedule in config.train
     rng                  python / numpy / torch / CUDA generator states and the trainer's own
     config, graph, normalizer, model_config, model_kind   everything needed to rebuild the model
     elapsed_s, world_size, torch_version                 bookkeeping
+
+Checkpoints written before checksums existed still load, with a warning that their contents
+cannot be verified, unless a ``MANIFEST.json`` beside them vouches for their bytes (the shipped
+checkpoints) or they are byte-identical copies of a shipped one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,10 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdae.files import atomic_path
+from cdae.files import atomic_path, file_digest
 
 FORMAT = "cdae-checkpoint"
 FORMAT_VERSION = 1
+CHECKSUM = "checksum"
 REQUIRED = ("step", "model", "ema", "config", "graph", "normalizer", "model_config", "model_kind")
 #: Config sections that must agree between a checkpoint and the config resuming it (the graph
 #: is compared as resolved, since a config may take it from the dataset).
@@ -37,41 +46,88 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why and what to do instead."""
 
 
+class _Damaged(Exception):
+    """A file that was a checkpoint once but whose bytes are no longer what was written."""
+
+
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` (plus the format tag) to ``path`` atomically: a crash never truncates it."""
+    """Write ``state`` (plus the format tag and its checksum) to ``path`` atomically: a crash
+    never truncates it, and a failed write (a full disk) leaves the old file untouched."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": FORMAT_VERSION, **state}, tmp)
+    payload = {"format": FORMAT, "version": FORMAT_VERSION,
+               **{key: value for key, value in state.items() if key != CHECKSUM}}
+    payload[CHECKSUM] = content_digest(payload)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: torch then
+        torch.save(payload, handle)  # raises the OSError itself (ENOSPC), not a RuntimeError
     return path
 
 
+def content_digest(state: Mapping[str, Any]) -> str:
+    """sha256 of every entry of ``state`` except its checksum: tensors by dtype, shape and
+    bytes, other values by type and ``repr``, containers in order."""
+    digest = hashlib.sha256()
+    _feed(digest, {key: value for key, value in state.items() if key != CHECKSUM})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"tensor {flat.dtype} {tuple(value.shape)}:".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        digest.update(f"map {len(value)}:".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, list | tuple):  # a tuple may come back as a list: the same content
+        digest.update(f"seq {len(value)}:".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        text = repr(value).encode()
+        digest.update(f"{type(value).__name__} {len(text)}:".encode() + text)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read and sanity-check a checkpoint written by :func:`save_checkpoint`.
+    """Read, verify and sanity-check a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        CheckpointError: truncated, corrupt, foreign or from an incompatible format version.
+        FileNotFoundError: no file at ``path`` (``IsADirectoryError``: a folder there).
+        CheckpointError: truncated, corrupt (content checksum or manifest sha256 differ),
+            foreign or from an incompatible format version; the message says what to do.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; give the checkpoint file in "
+                                f"it (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = _read(path, map_location)
+    except _Damaged as exc:
+        raise CheckpointError(f"checkpoint {path} {exc}. {_recovery_hint(path)}") from exc
+    if state.pop(CHECKSUM, None) is None:
+        _check_unchecksummed(path)
+    return state
+
+
+def _read(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """The verified state of ``path``, still with its checksum (None for an old checkpoint)."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # not a pickle of forbidden classes
-            raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be "
-                                  f"read ({_first_line(exc)}). {_other_checkpoints_hint(path)}"
-                                  ) from exc
+            raise _Damaged(f"is corrupt or truncated and cannot be read ({_first_line(exc)})"
+                           ) from exc
         raise CheckpointError(
             f"{path} holds Python objects other than tensors and plain data, so it was not "
             "written by cdae's trainer; it is not loaded, because unpickling such a file can run "
             "arbitrary code"
         ) from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, OSError, ...
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and cannot be read ({_first_line(exc)}). "
-            f"{_other_checkpoints_hint(path)}"
-        ) from exc
+        raise _Damaged(f"is corrupt or truncated and cannot be read ({_first_line(exc)})"
+                       ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cdae checkpoint (no '{FORMAT}' format tag)")
     if state.get("version") != FORMAT_VERSION:
@@ -79,10 +135,39 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path} has checkpoint format version {state.get('version')}; this cdae reads "
             f"version {FORMAT_VERSION}. Use the cdae release that wrote it."
         )
+    recorded = state.get(CHECKSUM)
+    if recorded is not None and content_digest(state) != recorded:
+        raise _Damaged("fails its content checksum: its bytes changed after it was written "
+                       "(disk or copy corruption, or an edit), so its weights cannot be trusted")
     missing = [key for key in REQUIRED if key not in state]
     if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}; {_other_checkpoints_hint(path)}")
+        raise _Damaged(f"lacks {missing}")
     return state
+
+
+def _check_unchecksummed(path: Path) -> None:
+    """A checkpoint without a checksum (written by an older cdae): verified by the sha256 of a
+    ``MANIFEST.json`` that lists it, or found to be an intact copy of a shipped checkpoint;
+    else loaded with a warning."""
+    from cdae.pretrained import manifest_sha256, read_manifest
+
+    expected = manifest_sha256(path)
+    if expected is None:
+        shipped = {entry.get("sha256") for entry in read_manifest().values()}
+        if file_digest(path) in shipped:
+            return
+        warnings.warn(
+            f"{path} carries no content checksum (it was written before cdae checksummed its "
+            "checkpoints), so its contents cannot be verified; it is loaded as it is. Saving it "
+            "again (training on with --resume, or `python -m cdae export`) adds a checksum.",
+            stacklevel=3,
+        )
+    elif file_digest(path) != expected:
+        raise CheckpointError(
+            f"checkpoint {path} differs from the sha256 recorded for it in "
+            f"{path.parent / 'MANIFEST.json'}: it is corrupt or was replaced. "
+            f"{_recovery_hint(path)}"
+        )
 
 
 def check_compatible(state: Mapping[str, Any], config: Mapping[str, Any],
@@ -122,11 +207,27 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-def _other_checkpoints_hint(path: Path) -> str:
-    others = sorted(p.name for p in path.parent.glob("*.pt") if p != path)
+def _recovery_hint(path: Path) -> str:
+    """What to do instead of loading ``path``: restore a shipped file, or use another checkpoint
+    of its folder that loads and verifies."""
+    from cdae.pretrained import manifest_sha256
+
+    if manifest_sha256(path) is not None:
+        return (f"Restore the shipped file with `git checkout -- {path}` (or export it again "
+                "from its training run).")
+    others = [p.name for p in sorted(path.parent.glob("*.pt")) if p != path and _loads(p)]
     if others:
         return f"Try an earlier checkpoint in {path.parent}: {', '.join(others)}."
-    return "No other checkpoint is in that folder; retrain or restore the file from a backup."
+    return ("No other loadable checkpoint is in that folder; retrain or restore the file from a "
+            "backup.")
+
+
+def _loads(path: Path) -> bool:
+    try:
+        _read(path)
+    except Exception:  # anything that stops it loading disqualifies it
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------- random state

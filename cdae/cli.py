@@ -11,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: Exit status after Ctrl-C (128 + SIGINT, the shell's convention).
+INTERRUPTED = 130
+
 
 def _cmd_data_mnist(args: argparse.Namespace) -> int:
     from cdae.data.mnist import download_mnist
@@ -46,7 +49,7 @@ def _cmd_data_pendulum(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cdae.train import TrainingDiverged, train_from_config
+    from cdae.train import TrainingDiverged, TrainingInterrupted, train_from_config
 
     try:
         checkpoint = train_from_config(args.config, steps=args.steps, out=args.out,
@@ -54,6 +57,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as exc:
+        if os.environ.get("RANK", "0") == "0":
+            print(str(exc), file=sys.stderr)
+        return INTERRUPTED
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"checkpoint: {checkpoint}")
     return 0
@@ -69,7 +76,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from cdae.pretrained import export_checkpoint
 
-    entry = export_checkpoint(args.checkpoint, args.out, command=args.command, notes=args.notes)
+    entry = export_checkpoint(args.checkpoint, args.out, command=args.command, notes=args.notes,
+                              force=args.force)
     print(f"{args.out}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256']}")
     return 0
 
@@ -155,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, help="e.g. data/pretrained/morphomnist_small.pt")
     export.add_argument("--command", default=None, help="the command that trained it")
     export.add_argument("--notes", default=None, help="what it was trained on, hardware, ...")
+    export.add_argument("--force", action="store_true",
+                        help="replace an existing output file (never the input checkpoint)")
     export.set_defaults(func=_cmd_export)
 
     quick = commands.add_parser("quickstart", help="run the main job and write its figures")
@@ -168,8 +178,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C while training, or one in any other command
+        print("interrupted (Ctrl-C); stopped at once, without saving", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _message(exc: Exception) -> str:
+    """The text of an error; an ``OSError(errno, message)`` without its "[Errno N]" prefix."""
+    if isinstance(exc, OSError) and exc.filename is None and len(exc.args) == 2:
+        return str(exc.strerror)
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,9 @@ from typing import Any, Literal
 import yaml
 
 MODEL_KINDS = ("causal_diffae", "diffae", "label_ddim")
+#: Sections a config file must have (a dict passed to ``ExperimentConfig.from_dict`` may omit
+#: them and get the defaults).
+FILE_SECTIONS = ("data", "model", "train")
 
 
 class ConfigError(ValueError):
@@ -169,17 +172,33 @@ class ExperimentConfig:
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Read and validate a YAML experiment config; ``name`` defaults to the file's stem."""
+    """Read and validate a YAML experiment config; ``name`` defaults to the file's stem.
+
+    The file must have the sections of :data:`FILE_SECTIONS`, so that nothing trains on library
+    defaults by accident (an empty file would otherwise train a larger default model).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder; give a YAML file such as "
+                          "configs/morphomnist_small.yaml")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist (see configs/ for examples)")
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    spec = {"name": path.stem, **(spec or {})}
+    needs = (f"a config needs the sections {', '.join(FILE_SECTIONS)} (the dataset, the network, "
+             "the optimisation); see configs/morphomnist_small.yaml")
+    if spec is None:
+        raise ConfigError(f"{path} is empty; {needs}")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{path} holds a YAML {type(spec).__name__}, not a mapping of "
+                          f"sections; {needs}")
+    missing = [section for section in FILE_SECTIONS if section not in spec]
+    if missing:
+        raise ConfigError(f"{path} has no {', '.join(missing)} section(s); {needs}")
     try:
-        return ExperimentConfig.from_dict(spec)
+        return ExperimentConfig.from_dict({"name": path.stem, **spec})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 

@@ -20,6 +20,8 @@ with a warning instead. Categorical values must be a class index in [0, n_classe
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Mapping
@@ -31,6 +33,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from cdae.data.images import check_model_range
 from cdae.diffusion import GaussianDiffusion, guided_eps_fn
 from cdae.graph import CausalGraph
 
@@ -128,17 +131,22 @@ class CounterfactualModel:
 
     # ------------------------------------------------------------------ the three steps
     def _check_images(self, x: Tensor) -> Tensor:
+        """``x`` (B, C, H, W) of the model's shape, float in [-1, 1] (see
+        :func:`~cdae.data.images.check_model_range`), on the model's device as float32."""
         if not isinstance(x, Tensor) or x.ndim != 4:
             raise ValueError("images must be a (B, C, H, W) float tensor in [-1, 1]; got "
                              f"{type(x).__name__} of shape {getattr(x, 'shape', None)}")
         self.model.config.check_images(x, "x")
+        check_model_range(x, "x")
         return x.to(self.device, torch.float32)
 
     @torch.no_grad()
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Abduction of the latents: (u, z), each (B, n·d). For the label-conditional baseline
         (no encoder) ``labels`` (B, n) in label space are required and u is None."""
-        x = self._check_images(x)
+        return self._encode(self._check_images(x), labels)
+
+    def _encode(self, x: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.has_encoder:
             return self.model.latents(x)
         if labels is None:
@@ -147,6 +155,10 @@ class CounterfactualModel:
         return None, labels.to(self.device, torch.float32)
 
     def _eps_fn(self, z: Tensor, guidance: float | None):
+        if guidance is not None and not (isinstance(guidance, numbers.Real)
+                                         and math.isfinite(guidance)):
+            raise ValueError(f"guidance must be a finite number (the weight w of "
+                             f"classifier-free guidance) or None, got {guidance!r}")
         cond = self.model.label_features(z) if not self.has_encoder else z
         if guidance is None:
             return lambda x_t, t: self.model.eps(x_t, t, cond)
@@ -171,7 +183,12 @@ class CounterfactualModel:
         than ``max_sigma`` training sds from the mean (|label-space value| > max_sigma) get one
         ``UserWarning`` per call, naming each with its value and the training range.
         """
-        values = {name: self.to_label_space(name, value, clamp) for name, value in do.items()}
+        values = {name: self.to_label_space(name, value, clamp)
+                  for name, value in _check_do(do).items()}
+        for name, value in values.items():
+            if value.ndim > 1 or value.numel() not in (1, len(z)):
+                raise ValueError(f"do({name}=...) got {value.numel()} values for {len(z)} "
+                                 "images; give one value for all images or one per image")
         if not self.has_encoder:
             z = z.clone()
             for name, value in values.items():
@@ -238,7 +255,7 @@ class CounterfactualModel:
             inversion_iters: fixed-point refinements per inversion step (more exact, slower).
         """
         x = self._check_images(x)
-        u, z = self.encode(x, labels)
+        u, z = self._encode(x, labels)
         z_cf = self.intervene(u, z, do, clamp)
         x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
         # the noise jump starts from (almost) pure noise: clip as when sampling
@@ -267,7 +284,7 @@ class CounterfactualModel:
         if not self.has_encoder:
             raise ValueError("sample() needs a latent SCM; for the label-conditional baseline call "
                              "decode(torch.randn(...), labels)")
-        do = dict(do or {})
+        do = dict(_check_do(do or {}))
         for name, n_classes in self.graph.categorical.items():
             if name not in do and not self.graph.parents(name):
                 do[name] = torch.randint(n_classes, (n,), generator=generator).float()
@@ -277,3 +294,11 @@ class CounterfactualModel:
         images = self.decode(x_T.to(self.device), z, steps, guidance, clip_x0=clip_x0)
         labels = self.to_frame(self.read_labels(z))
         return CounterfactualResult(images=images, factual=labels, counterfactual=labels, do=do)
+
+
+def _check_do(do: Any) -> Mapping[str, Any]:
+    """``do`` itself if it is a mapping {variable: value}; otherwise a ValueError saying so."""
+    if not isinstance(do, Mapping):
+        raise ValueError(f"do must be a dict {{variable: value}}, e.g. {{'thickness': 3.5}} ({{}} "
+                         f"for no intervention), got {type(do).__name__} {do!r:.60}")
+    return do

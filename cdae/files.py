@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,19 +23,74 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     If the block raises, the temporary file is removed and ``path`` is left untouched, so a
-    crash or Ctrl-C never leaves a truncated file under the final name.
+    crash or Ctrl-C never leaves a truncated file under the final name. A full disk, or another
+    failure to write, is re-raised as an ``OSError`` that names ``path`` (:func:`write_error`).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise write_error(final, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS or getattr(exc, "names_its_file", False):
+            raise  # not a write failure, or already reported by an inner atomic write
+        raise write_error(final, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: errno values that mean "the data could not be written", whatever the file.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def write_error(path: Path, exc: OSError) -> OSError:
+    """An ``OSError`` of the same kind whose message names ``path`` and the way out."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.exists() else 0.0
+        reason = (f"no space left on the device to write {path} ({free:.0f} MB free in "
+                  f"{path.parent})")
+        remedy = "Free some space, then try again (training: --resume)"
+    else:
+        reason = f"could not write {path}: {exc.strerror or exc}"
+        remedy = "Choose a folder you can write to"
+    error = type(exc)(exc.errno, f"{reason}; the previous {path.name}, if any, is untouched. "
+                                 f"{remedy}.")
+    error.names_its_file = True
+    return error
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that :func:`atomic_path` leaves in
+    ``folder`` when its process is killed mid-write; returns what was removed. Call it only
+    where no other process is writing into ``folder``."""
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(".*.tmp") if p.is_file()) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise ``OSError`` naming ``path`` unless a file can be written there; tested by creating
+    (and removing) a temporary file beside it, so a long computation never ends unable to save.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{what} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {what} {path} ({exc.strerror or exc}); choose "
+                                 "another path") from exc
 
 
 def _umask() -> int:

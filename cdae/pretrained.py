@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from cdae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cdae.files import atomic_write_bytes, file_digest
+from cdae.files import atomic_path, atomic_write_bytes, file_digest
 from cdae.paths import pretrained_dir
 
 MANIFEST = "MANIFEST.json"
@@ -28,41 +28,77 @@ KEEP = ("step", "config", "graph", "normalizer", "model_config", "model_kind", "
 
 
 def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike,
-                      command: str | None = None, notes: str | None = None) -> dict[str, Any]:
+                      command: str | None = None, notes: str | None = None,
+                      force: bool = False) -> dict[str, Any]:
     """Write the EMA weights of training checkpoint ``source`` as an inference checkpoint
-    ``target`` (fp32), and record it in the manifest of ``target``'s folder. Returns the entry."""
+    ``target`` (fp32), and record it in the manifest of ``target``'s folder. Returns the entry.
+
+    An existing ``target`` is replaced only with ``force``; ``source`` itself never is. The
+    checkpoint and its manifest entry are written together: if either write fails, neither
+    file changes.
+    """
+    source, target = Path(source), Path(target)
+    _check_export_target(source, target, force)
     state = load_checkpoint(source)
     weights = {name: tensor.float() if tensor.is_floating_point() else tensor
                for name, tensor in state["ema"]["model"].items()}
     # "model" and "ema" share the same tensors, so torch.save stores them once
     slim = {key: state[key] for key in KEEP if key in state}
     slim.update(model=weights, ema={"model": weights}, exported_from_step=state["step"])
-    target = Path(target)
-    save_checkpoint(slim, target)
-    entry = {
-        "file": target.name,
-        "sha256": file_digest(target),
-        "bytes": target.stat().st_size,
-        "step": int(state["step"]),
-        "config_name": state["config"].get("name"),
-        "model_kind": state["model_kind"],
-        "dataset": state["config"].get("data", {}),
-        "seed": state["config"].get("train", {}).get("seed"),
-        "train_seconds": round(float(state.get("elapsed_s", 0.0)), 1),
-        "command": command,
-        "notes": notes,
-    }
-    manifest = read_manifest(target.parent)
-    manifest[target.name] = entry
-    atomic_write_bytes(target.parent / MANIFEST,
-                       (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    with atomic_path(target) as staged:  # renamed onto target once the manifest is written
+        save_checkpoint(slim, staged)
+        entry = {
+            "file": target.name,
+            "sha256": file_digest(staged),
+            "bytes": staged.stat().st_size,
+            "step": int(state["step"]),
+            "config_name": state["config"].get("name"),
+            "model_kind": state["model_kind"],
+            "dataset": state["config"].get("data", {}),
+            "seed": state["config"].get("train", {}).get("seed"),
+            "train_seconds": round(float(state.get("elapsed_s", 0.0)), 1),
+            "command": command,
+            "notes": notes,
+        }
+        manifest = read_manifest(target.parent)
+        manifest[target.name] = entry
+        atomic_write_bytes(target.parent / MANIFEST,
+                           (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return entry
+
+
+def _check_export_target(source: Path, target: Path, force: bool) -> None:
+    """Refuse a target that is the source, the manifest, a folder, or (without ``force``) any
+    existing file."""
+    if target.name == MANIFEST or target.is_dir():
+        folder = target if target.is_dir() else target.parent
+        raise ValueError(f"cannot export to {target}: give a checkpoint file name, such as "
+                         f"{folder / 'model.pt'}")
+    if not target.exists():
+        return
+    if source.exists() and os.path.samefile(source, target):
+        raise ValueError(f"refusing to export {source} onto itself: that would replace the "
+                         "training checkpoint by an inference one that cannot be resumed; give "
+                         "another output file")
+    if not force:
+        raise FileExistsError(f"{target} already exists; pass --force (force=True) to replace it "
+                              "(its manifest entry is replaced too)")
 
 
 def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """``{file name: entry}`` from ``folder/MANIFEST.json`` (empty when there is none)."""
     path = Path(folder or pretrained_dir()) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def manifest_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 that a ``MANIFEST.json`` beside ``path`` records for it, or None."""
+    path = Path(path)
+    try:
+        entry = read_manifest(path.parent).get(path.name)
+    except (OSError, ValueError):  # an unreadable manifest vouches for nothing
+        return None
+    return entry.get("sha256") if isinstance(entry, dict) else None
 
 
 def pretrained_path(name: str, folder: str | os.PathLike | None = None) -> Path:

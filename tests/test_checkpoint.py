@@ -1,14 +1,20 @@
-"""Checkpoints: atomic writes survive a crash, corrupt files and foreign configs are refused."""
+"""Checkpoints: atomic writes survive a crash; corrupt, altered and foreign files are refused;
+export never overwrites without being asked."""
 
 from __future__ import annotations
 
+import errno
 import random
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from corrupt import flip_tensor_bytes
 from test_train import tiny_config, tiny_dataset
 
+from cdae import pretrained
 from cdae.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -17,7 +23,11 @@ from cdae.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from cdae.cli import main
 from cdae.config import ExperimentConfig
+from cdae.counterfactual import CounterfactualModel
+from cdae.files import file_digest, write_error
+from cdae.pretrained import export_checkpoint, load_pretrained, pretrained_path, read_manifest
 from cdae.train import Trainer, load_model, train
 
 
@@ -32,10 +42,9 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(run, monkeyp
     before = load_checkpoint(run)
     real_save = torch.save
 
-    def crash_halfway(obj, path, *args, **kwargs):
-        real_save(obj, path, *args, **kwargs)
-        with open(path, "r+b") as handle:  # half the bytes reached the disk, then the crash
-            handle.truncate(handle.seek(0, 2) // 2)
+    def crash_halfway(obj, handle, *args, **kwargs):
+        real_save(obj, handle, *args, **kwargs)
+        handle.truncate(handle.tell() // 2)  # half the bytes reached the disk, then the crash
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_halfway)
@@ -127,3 +136,119 @@ def test_load_model_gives_the_ema_or_the_raw_weights(run):
     torch.testing.assert_close(ema_model.state_dict()[name], state["ema"]["model"][name])
     torch.testing.assert_close(raw_model.state_dict()[name], state["model"][name])
     assert not torch.equal(state["ema"]["model"][name], state["model"][name])
+
+
+# ---------------------------------------------------------------------------- content checksum
+def test_flipped_bytes_in_tensor_data_are_refused_by_every_loader(run, capsys):
+    flip_tensor_bytes(run)
+    with pytest.raises(CheckpointError, match="fails its content checksum") as error:
+        load_checkpoint(run)
+    message = str(error.value)
+    assert str(run) in message and "step_0000001.pt" in message  # names an earlier one
+    with pytest.raises(CheckpointError, match="content checksum"):
+        load_model(run)
+    with pytest.raises(CheckpointError, match="content checksum"):
+        CounterfactualModel.from_checkpoint(run)
+    with pytest.raises(CheckpointError, match="content checksum"):  # resume does not train on
+        Trainer(tiny_config(steps=4), run.parent, resume=True, dataset=tiny_dataset())
+    assert main(["evaluate", str(run), "--n", "2", "--steps", "1"]) == 2
+    assert "content checksum" in capsys.readouterr().err
+
+
+def test_the_earlier_checkpoint_hint_lists_only_loadable_files(run):
+    (run.parent / "notes.pt").write_bytes(b"not a checkpoint")
+    earlier = run.parent / "step_0000001.pt"
+    earlier.write_bytes(earlier.read_bytes()[:500])
+    run.write_bytes(run.read_bytes()[:1000])
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(run)
+    hint = str(error.value).split("Try an earlier checkpoint")[1]
+    assert "step_0000002.pt" in hint
+    assert "step_0000001.pt" not in hint and "notes.pt" not in hint
+
+
+def test_a_checkpoint_without_a_checksum_loads_with_a_warning(run, tmp_path):
+    state = load_checkpoint(run)
+    old = tmp_path / "old.pt"  # as written before checksums existed
+    torch.save({"format": "cdae-checkpoint", "version": 1, **state}, old)
+    with pytest.warns(UserWarning, match="contents cannot be verified"):
+        loaded = load_checkpoint(old)
+    assert loaded["step"] == state["step"]
+    torch.testing.assert_close(loaded["model"], state["model"], rtol=0, atol=0)
+    with warnings.catch_warnings():  # a checksummed one loads silently
+        warnings.simplefilter("error")
+        load_checkpoint(run)
+
+
+def test_the_shipped_checkpoint_loads_bit_exactly_and_an_altered_copy_is_refused(tmp_path):
+    shipped = pretrained_path("morphomnist_small")
+    raw = torch.load(shipped, weights_only=True)
+    with warnings.catch_warnings():  # its manifest vouches for it: no warning
+        warnings.simplefilter("error")
+        cf = load_pretrained("morphomnist_small")
+    for name, tensor in cf.model.state_dict().items():
+        assert torch.equal(tensor, raw["ema"]["model"][name]), name
+    folder = tmp_path / "pretrained"
+    shutil.copytree(shipped.parent, folder)
+    flip_tensor_bytes(folder / shipped.name)
+    with pytest.raises(CheckpointError, match="git checkout"):
+        CounterfactualModel.from_checkpoint(folder / shipped.name)
+    lone = tmp_path / "copy.pt"  # an intact copy away from its manifest is still recognised
+    shutil.copyfile(shipped, lone)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CounterfactualModel.from_checkpoint(lone)
+    flip_tensor_bytes(lone)  # an altered one cannot be verified, and says so
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        CounterfactualModel.from_checkpoint(lone)
+
+
+# ---------------------------------------------------------------------------- export
+def test_export_never_overwrites_its_source_or_another_file_without_force(run, capsys):
+    before = run.read_bytes()
+    assert main(["export", str(run), str(run)]) == 2
+    assert "onto itself" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="onto itself"):
+        export_checkpoint(run, run, force=True)
+    assert run.read_bytes() == before
+    target = run.parent / "small.pt"
+    entry = export_checkpoint(run, target)
+    assert read_manifest(run.parent)["small.pt"]["sha256"] == entry["sha256"]
+    manifest = (run.parent / "MANIFEST.json").read_bytes()
+    assert main(["export", str(run.parent / "step_0000001.pt"), str(target)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (run.parent / "MANIFEST.json").read_bytes() == manifest
+    assert load_checkpoint(target)["step"] == 2
+    assert main(["export", str(run.parent / "step_0000001.pt"), str(target), "--force"]) == 0
+    assert load_checkpoint(target)["step"] == 1
+    assert read_manifest(run.parent)["small.pt"]["sha256"] == file_digest(target)
+
+
+def test_a_failed_manifest_write_leaves_checkpoint_and_manifest_as_they_were(run, monkeypatch):
+    target = run.parent / "small.pt"
+    export_checkpoint(run, target)
+    checkpoint, manifest = target.read_bytes(), (run.parent / "MANIFEST.json").read_bytes()
+
+    def full_disk(path, data):
+        raise write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(pretrained, "atomic_write_bytes", full_disk)
+    with pytest.raises(OSError, match="no space left on the device to write .*MANIFEST.json"):
+        export_checkpoint(run.parent / "step_0000001.pt", target, force=True)
+    assert target.read_bytes() == checkpoint
+    assert (run.parent / "MANIFEST.json").read_bytes() == manifest
+    assert sorted(p.name for p in run.parent.glob(".*.tmp")) == []
+
+
+def test_a_run_saved_before_checksums_resumes_with_a_warning_and_saves_a_checksum(run):
+    state = load_checkpoint(run)
+    torch.save({"format": "cdae-checkpoint", "version": 1, **state}, run)  # an older cdae's
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        trainer = Trainer(tiny_config(steps=3, checkpoint_every=1), run.parent, resume=True,
+                          dataset=tiny_dataset(), progress=False)
+    assert trainer.step == 2
+    trainer.fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_checkpoint(run)["step"] == 3
+    assert "checksum" in torch.load(run, weights_only=True)

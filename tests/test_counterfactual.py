@@ -146,3 +146,36 @@ def test_label_baseline_needs_labels():
     out = label_model.counterfactual(x, do={"thickness": 3.0}, steps=2, labels=labels)
     np.testing.assert_allclose(out.counterfactual["thickness"], 3.0, atol=1e-5)
     assert out.counterfactual["digit"].tolist() == [1, 4]
+
+
+def test_images_of_the_wrong_dtype_range_or_with_nans_are_refused_with_the_conversion(
+        cf_model, images):
+    grey = ((images + 1) * 127.5).round()
+    with pytest.raises(ValueError, match=r"torch.uint8.*x.float\(\) / 127.5 - 1"):
+        cf_model.counterfactual(grey.to(torch.uint8), do={"thickness": 3.0}, steps=2)
+    with pytest.raises(ValueError, match=r"grey levels 0-255.*x / 127.5 - 1"):
+        cf_model.encode(grey)
+    with pytest.raises(ValueError, match=r"rescale"):
+        cf_model.reconstruct(images * 4, steps=2)
+    nan = images.clone()
+    nan[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"1 NaN or infinite values \(in images \[1\]\)"):
+        cf_model.counterfactual(nan, do={}, steps=2)
+    with pytest.warns(UserWarning, match=r"x \* 2 - 1"):
+        cf_model.encode((images + 1) / 2)  # 0-1 intensities
+    with warnings.catch_warnings():  # images in [-1, 1] pass silently
+        warnings.simplefilter("error")
+        cf_model.encode(images)
+
+
+def test_non_finite_guidance_and_malformed_do_are_refused(cf_model, images):
+    with pytest.raises(ValueError, match="guidance must be a finite number"):
+        cf_model.counterfactual(images, do={}, steps=2, guidance=float("nan"))
+    with pytest.raises(ValueError, match="do must be a dict"):
+        cf_model.counterfactual(images, do=None, steps=2)
+    with pytest.raises(ValueError, match="do must be a dict"):
+        cf_model.counterfactual(images, do=["thickness", 3.0], steps=2)
+    with pytest.raises(ValueError, match="got 2 values for 3 images"):
+        cf_model.counterfactual(images, do={"thickness": [2.0, 3.0]}, steps=2)
+    with pytest.raises(ValueError, match="do must be a dict"):
+        cf_model.sample(2, do=[1.0], steps=2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,9 @@ from cdae.data.datasets import (
 )
 from cdae.data.images import images_to_nchw
 from cdae.data.labels import LabelNormalizer
+from cdae.data.verify import DatasetIntegrityError
 from cdae.graph import CausalGraph
+from cdae.paths import pretrained_dir
 
 MORPHO = CausalGraph.preset("morphomnist")
 
@@ -280,3 +284,43 @@ def test_pendulum_builds_rgb_resized_and_from_the_cache(tmp_path, monkeypatch):
                            normalizer=train.normalizer)
     assert (tmp_path / "cache" / "pendulum").is_dir()
     torch.testing.assert_close(cached.tensors()[1], rgba.tensors()[1])
+
+
+# ---------------------------------------------------------------------------- explicit roots
+def edit_first_row(csv_path: Path, column: str, value: float) -> None:
+    table = pd.read_csv(csv_path)
+    table.loc[0, column] = value
+    table.to_csv(csv_path, index=False)
+
+
+@pytest.mark.skipif(not os.environ.get("CDAE_MNIST_DIR"), reason="needs CDAE_MNIST_DIR")
+def test_an_edited_dataset_root_is_refused_by_its_manifest(tmp_path, capsys):
+    from cdae.cli import main
+    from cdae.data.morphomnist import tutorial_root
+
+    root = tmp_path / "morphomnist"
+    shutil.copytree(tutorial_root(smoke=True), root)
+    assert len(build_dataset("morphomnist", "test", root=root)) == 200  # intact: fine
+    edit_first_row(root / "t10k-morpho.csv", "thickness", 9.9)
+    with pytest.raises(DatasetIntegrityError, match=r"t10k-morpho.csv does not match its sha256"):
+        build_dataset("morphomnist", "test", root=root)
+    assert main(["evaluate", str(pretrained_dir() / "morphomnist_small.pt"), "--data", str(root),
+                 "--n", "2", "--steps", "1"]) == 2
+    assert "does not match its MANIFEST.sha256" in capsys.readouterr().err
+    (root / "MANIFEST.sha256").unlink()  # a folder without a manifest: used, with a note
+    with pytest.warns(UserWarning, match="could not be verified"):
+        assert build_dataset("morphomnist", "test", root=root).labels_natural.loc[
+            0, "thickness"] == pytest.approx(9.9)
+
+
+@pytest.mark.skipif(not (DEEPSCM / "t10k-morpho.csv").exists(), reason="needs CDAE_DEEPSCM_DIR")
+def test_the_deepscm_set_is_checked_against_its_published_md5s(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_dataset("deepscm_morphomnist", "test", root=DEEPSCM, limit=4)
+    copy = tmp_path / "deepscm"
+    shutil.copytree(DEEPSCM, copy)
+    (copy / "t10k-morpho.csv").chmod(0o644)
+    edit_first_row(copy / "t10k-morpho.csv", "thickness", 9.9)
+    with pytest.raises(DatasetIntegrityError, match="t10k-morpho.csv .*differ from the published"):
+        build_dataset("deepscm_morphomnist", "test", root=copy)

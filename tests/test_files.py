@@ -2,11 +2,21 @@
 
 import multiprocessing
 import os
+import tempfile
 import time
 
 import pytest
+import torch
 
-from cdae.files import atomic_path, atomic_write_bytes, exclusive_lock, file_digest
+from cdae.checkpoint import save_checkpoint
+from cdae.cli import main
+from cdae.files import (
+    atomic_path,
+    atomic_write_bytes,
+    check_writable,
+    exclusive_lock,
+    file_digest,
+)
 
 
 def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
@@ -50,3 +60,38 @@ def test_exclusive_lock_serialises_processes(tmp_path):
     # each process's "in" is directly followed by its own "out": no interleaving
     assert [e[1] for e in events] == ["in", "out", "in", "out"]
     assert events[0][0] == events[1][0] != events[2][0] == events[3][0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_reported_naming_the_file_and_the_old_one_survives(tmp_path, monkeypatch):
+    target = tmp_path / "last.pt"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, target)
+    before = target.read_bytes()
+    real_mkstemp = tempfile.mkstemp
+
+    def full_disk_tmp(*args, **kwargs):  # the temporary file lives on a full device
+        fd, name = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        os.unlink(name)
+        os.symlink("/dev/full", name)
+        return os.open(name, os.O_WRONLY), name
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_disk_tmp)
+    with pytest.raises(OSError, match=f"no space left on the device to write {target}"):
+        save_checkpoint({"step": 2, "w": torch.zeros(1000)}, target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before and list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_check_writable_refuses_folders_and_impossible_paths_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        check_writable(tmp_path)
+    with pytest.raises(OSError, match="cannot write"):
+        check_writable(tmp_path / "a_file" / "report.json")
+    check_writable(tmp_path / "new" / "report.json")
+    assert list((tmp_path / "new").iterdir()) == []
+    # evaluate checks its --json path before it even reads the checkpoint
+    assert main(["evaluate", str(tmp_path / "missing.pt"), "--json",
+                 str(tmp_path / "a_file" / "report.json")]) == 2
+    assert "cannot write --json file" in capsys.readouterr().err

@@ -387,3 +387,19 @@ def test_counterfactual_rejects_bad_interventions():
         pend.counterfactual(0.0, 70.0, do={"light_angle": 150.0})
     below_floor = pend.counterfactual(0.0, 70.0, do={"shadow_length": 2.0}, check_range=False)
     assert below_floor.labels.shadow_length[0] == 2.0
+
+
+def test_an_edited_root_is_refused_and_one_without_manifest_is_used_with_a_note(
+        tmp_path, small_dataset):
+    from cdae.data.datasets import build_dataset
+    from cdae.data.verify import DatasetIntegrityError
+
+    copy = _copy(small_dataset, tmp_path)
+    labels = pd.read_csv(copy / "labels.csv")
+    labels.loc[0, "shadow_length"] = 9.9
+    labels.to_csv(copy / "labels.csv", index=False)
+    with pytest.raises(DatasetIntegrityError, match="sha256 mismatch for labels.csv"):
+        build_dataset("pendulum", "train", root=copy)
+    (copy / "MANIFEST.sha256").unlink()
+    with pytest.warns(UserWarning, match="could not be verified"):
+        build_dataset("pendulum", "train", root=copy)

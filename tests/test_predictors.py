@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from corrupt import flip_tensor_bytes
 
+from cdae.data.datasets import CausalImageDataset
 from cdae.data.idx import read_idx
+from cdae.evaluate import evaluators
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.graph import CausalGraph
 from cdae.paths import deepscm_dir
@@ -86,3 +89,17 @@ def test_bad_labels_and_images_give_clear_errors():
     predictor = train(images, labels)
     with pytest.raises(ValueError, match="4-channel"):
         predictor.predict(images[..., 0])
+
+
+def test_a_cached_evaluator_with_flipped_bytes_is_retrained_not_used(tmp_path):
+    images, labels, graph = toy_set()
+    train = CausalImageDataset(images[..., 0], labels, graph)
+    first = evaluators._load_or_train("predictor", "toy", train, 3, 0, False, tmp_path)
+    (cached,) = tmp_path.glob("predictor-*.pt")
+    flip_tensor_bytes(cached)
+    with pytest.raises(ValueError, match="fails its content checksum"):
+        AntiCausalPredictor.load(cached)
+    with pytest.warns(RuntimeWarning, match="retraining"):
+        again = evaluators._load_or_train("predictor", "toy", train, 3, 0, False, tmp_path)
+    np.testing.assert_array_equal(again.features(images[..., :1]),
+                                  first.features(images[..., :1]))

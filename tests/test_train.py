@@ -7,6 +7,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import yaml
 from PIL import Image
 
 from cdae.checkpoint import load_checkpoint
+from cdae.cli import main
 from cdae.config import ConfigError, ExperimentConfig, load_config
 from cdae.data.datasets import CausalImageDataset
 from cdae.graph import CausalGraph
@@ -25,6 +28,7 @@ from cdae.train import (
     RunExistsError,
     Trainer,
     TrainingDiverged,
+    TrainingInterrupted,
     load_model,
     train,
     train_from_config,
@@ -135,7 +139,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path, monkeypatch):
+def test_ctrl_c_finishes_the_step_saves_and_says_where_to_resume(tmp_path, monkeypatch):
     trainer = Trainer(tiny_config(steps=50, checkpoint_every=100), tmp_path,
                       dataset=tiny_dataset(), progress=False)
     original = trainer.model.loss
@@ -146,11 +150,74 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path, monkeypatch):
         return original(x, y, diffusion, step, **kwargs)
 
     monkeypatch.setattr(trainer.model, "loss", interrupting)
-    checkpoint = trainer.fit()
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 3.*--resume"):
+        trainer.fit()
+    checkpoint = tmp_path / "last.pt"
     assert load_checkpoint(checkpoint)["step"] == 3  # the step in flight was completed, then saved
     resumed = Trainer(tiny_config(steps=4, checkpoint_every=100), tmp_path, resume=True,
                       dataset=tiny_dataset(), progress=False)
     assert resumed.step == 3
+
+
+def test_ctrl_c_in_the_command_line_exits_130(tmp_path, monkeypatch, capsys):
+    write_folder_dataset(tmp_path / "data")
+    spec = tiny_config(steps=50, checkpoint_every=100).to_dict()
+    spec["data"] = {"name": "folder", "root": str(tmp_path / "data"), "split": "train"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
+    original = Trainer.train_step
+
+    def interrupting(self, micro_batches):
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, micro_batches)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupting)
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted at step 2" in err and "resume with --resume" in err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+    def twice(self, micro_batches):  # a second Ctrl-C aborts at once, without saving
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, micro_batches)
+
+    monkeypatch.setattr(Trainer, "train_step", twice)
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "aborted")]) == 130
+    assert "without saving" in capsys.readouterr().err
+    assert not (tmp_path / "aborted" / "last.pt").exists()
+
+
+def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path, capsys):
+    train(tiny_config(steps=2), tmp_path, dataset=tiny_dataset(), progress=False)
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\n"
+        "from cdae.files import atomic_path\n"
+        f"with atomic_path({str(tmp_path / 'last.pt')!r}) as tmp:\n"
+        "    tmp.write_bytes(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")], env={**os.environ}, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(tmp_path.glob(".last.pt.*.tmp"))) == 1
+    Trainer(tiny_config(steps=4), tmp_path, resume=True, dataset=tiny_dataset(), progress=False)
+    assert list(tmp_path.glob("*.tmp")) == []
+    assert "removed 1 temporary file(s)" in capsys.readouterr().out
+
+
+def test_run_folder_and_device_mistakes_are_messages(tmp_path, capsys):
+    write_folder_dataset(tmp_path / "data")
+    spec = tiny_config(steps=1).to_dict()
+    spec["data"] = {"name": "folder", "root": str(tmp_path / "data"), "split": "train"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "taken").write_text("a file")
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "taken")]) == 2
+    assert "run folder" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "c.yaml"), "--device", "tpu9",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
+    shipped = Path(__file__).parents[1] / "data" / "pretrained" / "morphomnist_small.pt"
+    assert main(["evaluate", str(shipped), "--device", "tpu9"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -261,8 +328,9 @@ def test_unknown_config_keys_are_named_with_the_valid_ones(tmp_path):
 
 def test_config_values_are_type_checked_and_yaml_exponents_read_as_numbers(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("train:\n  lr: 1e-4\n  betas: [0.9, 0.99]\nmodel:\n  image_size: 16\n"
-                    "  channel_mult: [1, 2]\n  attention_resolutions: [8]\n")
+    path.write_text("data: {name: morphomnist}\ntrain:\n  lr: 1e-4\n  betas: [0.9, 0.99]\n"
+                    "model:\n  image_size: 16\n  channel_mult: [1, 2]\n"
+                    "  attention_resolutions: [8]\n")
     config = load_config(path)
     assert config.train.lr == 1e-4 and config.train.betas == (0.9, 0.99)
     assert config.name == "c"
@@ -274,6 +342,24 @@ def test_config_values_are_type_checked_and_yaml_exponents_read_as_numbers(tmp_p
         ExperimentConfig.from_dict({"data": {"labelled_fraction": 0}})
     round_trip = ExperimentConfig.from_dict(config.to_dict())
     assert round_trip.to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "is empty"), ("# nothing yet\n", "is empty"), ("- data\n- model\n", "holds a YAML list"),
+    ("train: {steps: 10}\n", "has no data, model section"),
+])
+def test_an_empty_or_partial_config_file_is_refused_naming_the_sections(tmp_path, text, problem):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"{problem}.*needs the sections data, model, train"):
+        load_config(path)
+
+
+def test_a_config_path_that_is_a_folder_says_so(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    assert main(["train", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_a_graph_that_does_not_match_the_dataset_variables_is_an_error(tmp_path):

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from cdae.data.folder import read_image_folder
 from cdae.data.images import convert_channels, images_to_nchw, resize_images, to_unit_range
 from cdae.data.labels import LabelNormalizer, label_matrix
+from cdae.data.verify import check_dataset_root
 from cdae.graph import CausalGraph
 from cdae.paths import deepscm_dir
 
@@ -232,7 +233,8 @@ def _build_morphomnist(
     from cdae.data.morphomnist import load_or_generate
 
     folder = root if root is not None else load_or_generate(**(generate_kwargs or {}))
-    return _read_morpho(folder, split, graph, limit, **kwargs)
+    return _read_morpho(folder, split, graph, limit, "morphomnist" if root is not None else None,
+                        **kwargs)
 
 
 @register_dataset("deepscm_morphomnist")
@@ -253,17 +255,26 @@ def _build_deepscm(
             "'morphomnist' dataset for training, or point CDAE_DEEPSCM_DIR (or root=...) at a "
             "folder with the full Deep SCM files"
         )
-    return _read_morpho(folder, split, graph, limit, **kwargs)
+    return _read_morpho(folder, split, graph, limit, "deepscm", **kwargs)
 
 
 def _read_morpho(
     folder: str | os.PathLike, split: str, graph: CausalGraph | None, limit: int | None,
-    **kwargs: Any,
+    verify: str | None, **kwargs: Any,
 ) -> CausalImageDataset:
-    """A Morpho-MNIST split in the Deep SCM layout (generated or original) read from ``folder``."""
+    """A Morpho-MNIST split in the Deep SCM layout (generated or original) read from ``folder``,
+    verified first (:func:`~cdae.data.verify.check_dataset_root`) unless ``verify`` is None;
+    ``"deepscm"`` also compares the published files' md5s."""
     from cdae.data.morphomnist import read_morphomnist
 
     data = read_morphomnist(folder, split)
+    if verify:
+        prefix = "train" if data.split == "train" else "t10k"
+        stems = ("images-idx3-ubyte.gz", "images-idx3-ubyte", "labels-idx1-ubyte.gz",
+                 "labels-idx1-ubyte", "morpho.csv")
+        names = [f"{prefix}-{stem}" for stem in stems if (Path(folder) / f"{prefix}-{stem}")
+                 .is_file()]
+        check_dataset_root("morphomnist", folder, names, deepscm=verify == "deepscm")
     return _make(data.images, data.labels, graph or CausalGraph.preset("morphomnist"), limit,
                  **kwargs)
 
@@ -280,6 +291,8 @@ def _build_pendulum(
     from cdae.data import pendulum
 
     folder = root if root is not None else pendulum.load_or_generate(**(generate_kwargs or {}))
+    if root is not None:
+        check_dataset_root("pendulum", folder, [])
     data = pendulum.read_pendulum(folder, split)
     return _make(data.images, data.labels, graph or CausalGraph.preset("pendulum"), limit,
                  channels=channels, **kwargs)

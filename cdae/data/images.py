@@ -16,6 +16,7 @@ convert them first (x * 2 - 1).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,37 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
 def from_unit_range(images: np.ndarray) -> np.ndarray:
     """Float [-1, 1] -> pixels on 0-255, same float dtype: p = clip((x + 1) * 127.5, 0, 255)."""
     return np.clip((images + 1.0) * 127.5, 0.0, 255.0)
+
+
+def check_model_range(x: torch.Tensor, name: str = "x") -> None:
+    """Refuse model inputs (B, C, H, W) that are not float images in [-1, 1], saying how to
+    convert them: integer or bool dtypes, NaN/inf, values beyond ±1.5 (0-255 grey levels).
+    A batch with no pixel below 0 (0-1 intensities, whose black would be read as mid-grey)
+    gets a warning with the conversion."""
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ValueError(f"{name} is a {x.dtype} tensor; the model takes float images in "
+                         "[-1, 1]: convert grey levels 0-255 with x.float() / 127.5 - 1 "
+                         "(cdae.data.images.to_unit_range)")
+    if x.is_complex():
+        raise ValueError(f"{name} is complex ({x.dtype}); the model takes real images in [-1, 1]")
+    if x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = (~finite).flatten(1).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite values (in "
+                         f"images {bad[:10]}); the model needs finite images in [-1, 1]")
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if high > 1.5 or low < -1.5:
+        hint = ("they look like grey levels 0-255: convert with x / 127.5 - 1 "
+                "(cdae.data.images.to_unit_range)" if low >= 0 and high <= 255
+                else "rescale them to [-1, 1]")
+        raise ValueError(f"{name} lies in [{low:.4g}, {high:.4g}], not in the model's range "
+                         f"[-1, 1]; {hint}")
+    if low >= 0 and high > 0:
+        warnings.warn(f"{name} lies in [{low:.3g}, {high:.3g}]: no pixel is below 0, which is "
+                      "mid-grey in the model's range [-1, 1]; if these are 0-1 intensities, "
+                      "convert with x * 2 - 1", stacklevel=3)
 
 
 def to_numpy(images: Any) -> np.ndarray:

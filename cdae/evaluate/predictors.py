@@ -14,6 +14,7 @@ Images: ``uint8`` (N, H, W) / (N, H, W, C) on 0-255 or float (N, C, H, W) in [-1
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from cdae.checkpoint import CHECKSUM, content_digest
 from cdae.data.images import to_model_input
 from cdae.files import atomic_path
 from cdae.graph import CausalGraph
@@ -115,16 +117,25 @@ class AntiCausalPredictor:
         return torch.split(x, batch_size)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write weights and settings to ``path`` atomically (a torch file)."""
+        """Write weights, settings and their checksum to ``path`` atomically (a torch file)."""
         state = {"net": self.net.state_dict(), "config": vars(self.config),
                  "graph": self.graph.to_dict(), "shift": self.shift, "scale": self.scale}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        state[CHECKSUM] = content_digest(state)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(state, handle)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AntiCausalPredictor:
-        """Inverse of :meth:`save`."""
+        """Inverse of :meth:`save`; ``ValueError`` if the content checksum differs (a file
+        saved before checksums existed loads with a warning)."""
         state = torch.load(path, map_location="cpu", weights_only=True)
+        recorded = state.pop(CHECKSUM, None)
+        if recorded is None:
+            warnings.warn(f"{path} carries no content checksum (saved by an older cdae), so its "
+                          "weights cannot be verified; delete it to retrain", stacklevel=2)
+        elif content_digest(state) != recorded:
+            raise ValueError(f"{path} fails its content checksum: its bytes changed after it "
+                             "was saved; delete it to retrain")
         config, graph = TrunkConfig(**state["config"]), CausalGraph.from_dict(state["graph"])
         net = MultiHeadNet(config, graph)
         net.load_state_dict(state["net"])

@@ -53,7 +53,7 @@ from cdae.evaluate.metrics import counterfactual_error, format_table
 from cdae.evaluate.predictors import AntiCausalPredictor
 from cdae.evaluate.protocol import DEFAULT_BINS
 from cdae.evaluate.realism import FeatureNet
-from cdae.files import atomic_write_bytes
+from cdae.files import atomic_write_bytes, check_writable
 from cdae.paths import smoke_mode
 
 INCEPTION_NOTE = ("FID/KID use a FeatureNet trained by this project on the real training images: "
@@ -255,8 +255,11 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
     summary, optionally write the JSON report. ``n`` defaults to 256 (16 in smoke mode)."""
     from cdae.counterfactual import CounterfactualModel
     from cdae.train import load_model
+    from cdae.train.runtime import pick_device
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if json_out is not None:  # before the work, so that its results are never lost
+        check_writable(json_out, "--json file")
+    device = pick_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(checkpoint, device=device)
     cf_model = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
     report = evaluate_model(

@@ -18,7 +18,7 @@ from cdae.config import ExperimentConfig, load_config
 from cdae.paths import repo_root
 from cdae.train.load import LoadedModel, load_model
 from cdae.train.runtime import shutdown_distributed
-from cdae.train.trainer import RunExistsError, Trainer, TrainingDiverged
+from cdae.train.trainer import RunExistsError, Trainer, TrainingDiverged, TrainingInterrupted
 
 
 def train(config: ExperimentConfig, out_dir: str | os.PathLike, *, steps: int | None = None,
@@ -56,6 +56,7 @@ def train_from_config(config_path: str | os.PathLike, steps: int | None = None,
 
 
 __all__ = [
-    "LoadedModel", "RunExistsError", "Trainer", "TrainingDiverged", "default_out_dir",
+    "LoadedModel", "RunExistsError", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+    "default_out_dir",
     "load_model", "train", "train_from_config",
 ]

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from cdae.files import atomic_path
+from cdae.files import atomic_path, write_error
 
 COLUMNS = ("step", "loss", "mse", "kl_u", "kl_z", "mech", "gamma", "lr", "images_per_s",
            "elapsed_s")
@@ -45,8 +45,11 @@ class RunLog:
 
     def write(self, row: Mapping[str, float]) -> None:
         """Append one row (missing columns are left empty)."""
-        self._writer.writerow({key: _fmt(row.get(key)) for key in COLUMNS})
-        self._handle.flush()
+        try:
+            self._writer.writerow({key: _fmt(row.get(key)) for key in COLUMNS})
+            self._handle.flush()
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
         self._handle.close()

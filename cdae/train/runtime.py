@@ -41,7 +41,11 @@ class Runtime:
 def pick_device(name: str = "auto") -> torch.device:
     """``"auto"``: CUDA if present, else Apple MPS, else CPU; otherwise ``torch.device(name)``."""
     if name != "auto":
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps"
+                             ) from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {name!r} was asked for but CUDA is not available; "
                              "use device: auto or cpu")

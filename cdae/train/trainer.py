@@ -31,7 +31,7 @@ from cdae.checkpoint import (
 )
 from cdae.config import ConfigError, ExperimentConfig, save_config
 from cdae.ema import EMA
-from cdae.files import atomic_path
+from cdae.files import atomic_path, remove_stale_temporaries
 from cdae.train.batches import BatchOrder
 from cdae.train.build import build_model, build_training_dataset, check_dataset
 from cdae.train.data import StepBatches
@@ -56,6 +56,15 @@ class TrainingDiverged(RuntimeError):
 
 class RunExistsError(FileExistsError):
     """The output folder already holds a run and ``resume`` was not asked for."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training after the step in flight; its checkpoint was saved."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint} saved; resume "
+                         "with --resume (resume=True)")
+        self.step, self.checkpoint = step, checkpoint
 
 
 class _LossModule(nn.Module):
@@ -87,6 +96,9 @@ class Trainer:
     def __init__(self, config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False,
                  device: str | None = None, dataset: Any = None, progress: bool = True) -> None:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise NotADirectoryError(f"the run folder {self.out_dir} is a file; give a folder "
+                                     "(--out) to hold last.pt, log.csv and config.yaml")
         tc = config.train
         rank, world, dev = init_distributed(device or tc.device)
         set_threads(tc.threads, world)
@@ -126,7 +138,8 @@ class Trainer:
 
     def fit(self, until: int | None = None) -> Path:
         """Train up to ``config.train.steps`` (or stop early after step ``until``); returns the
-        checkpoint. Ctrl-C finishes the current step, saves and returns."""
+        checkpoint. Ctrl-C finishes the current step, saves and raises
+        :class:`TrainingInterrupted`."""
         tc, main = self.config.train, self.runtime.is_main
         target = tc.steps if until is None else min(until, tc.steps)
         if main:
@@ -158,9 +171,8 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
-        if stopped and main:
-            print(f"stopped at step {self.step}; checkpoint {self.checkpoint_path} "
-                  "(continue with resume=True / --resume)", flush=True)
+        if stopped:
+            raise TrainingInterrupted(self.step, self.checkpoint_path)
         return self.checkpoint_path
 
     def save(self, meter: _Meter | None = None) -> Path:
@@ -247,6 +259,11 @@ class Trainer:
     # ------------------------------------------------------------------ setup helpers
     def _existing_checkpoint(self, resume: bool) -> dict[str, Any] | None:
         path = self.checkpoint_path
+        if self.runtime.is_main:
+            stale = remove_stale_temporaries(self.out_dir)
+            if stale:
+                print(f"removed {len(stale)} temporary file(s) left in {self.out_dir} by a save "
+                      f"that was killed: {', '.join(p.name for p in stale)}", flush=True)
         if not path.exists():
             if resume and self.runtime.is_main:
                 print(f"no checkpoint in {self.out_dir}; starting from step 0", flush=True)
@@ -406,4 +423,4 @@ def _normalizer(state: dict[str, Any] | None) -> Any:
     return LabelNormalizer.from_dict(state["normalizer"])
 
 
-__all__ = ["RunExistsError", "Trainer", "TrainingDiverged"]
+__all__ = ["RunExistsError", "Trainer", "TrainingDiverged", "TrainingInterrupted"]

@@ -1,0 +1,78 @@
+"""Checking a dataset folder that the user names (``root=...``, ``data.root``, ``--data``).
+
+A folder written by cdae carries a ``MANIFEST.sha256``: it is verified, and a folder whose files
+differ from it (an edited CSV row, a truncated image file) is refused, since its labels, and the
+label normaliser fitted on them, would silently change. A folder without a manifest is checked
+against the published checksums of the Deep SCM Morpho-MNIST files
+(:data:`cdae.data.deepscm.CHECKSUMS`) when it is meant to hold them; anything else is used with
+a warning that it could not be verified.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from cdae.data.deepscm import CHECKSUMS
+from cdae.files import checksum
+
+MANIFEST = "MANIFEST.sha256"
+_REGENERATE = {"morphomnist": "python -m cdae data morphomnist --out {folder}",
+               "pendulum": "python -m cdae data pendulum --out {folder} --overwrite"}
+
+
+class DatasetIntegrityError(ValueError):
+    """A dataset folder whose files differ from its manifest or from their known checksums."""
+
+
+def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
+                       deepscm: bool = False) -> None:
+    """Verify ``folder`` (a ``"morphomnist"`` or ``"pendulum"`` dataset) before it is read.
+
+    Args:
+        kind: which generator wrote it; says how to regenerate it.
+        folder: the dataset folder.
+        split_files: the names of the files the split to be read uses (for the md5 check of a
+            folder without a manifest).
+        deepscm: the folder is meant to hold the published Deep SCM files: compare their
+            checksums.
+
+    Raises:
+        DatasetIntegrityError: the manifest or a known md5 does not match.
+    """
+    folder = Path(folder)
+    if (folder / MANIFEST).is_file():
+        problems = _manifest_problems(kind, folder)
+        if problems:
+            command = _REGENERATE[kind].format(folder=folder)
+            raise DatasetIntegrityError(
+                f"the dataset at {folder} does not match its {MANIFEST}: {'; '.join(problems)}. "
+                f"It was edited or corrupted after it was written. Regenerate it with `{command}`"
+                f", or, to use the edited files on purpose, delete {folder / MANIFEST}"
+            )
+        return
+    known = [name for name in split_files if deepscm and name in CHECKSUMS]
+    changed = [name for name in known if checksum(folder / name, CHECKSUMS[name][0])
+               != CHECKSUMS[name][1]]
+    if changed:
+        raise DatasetIntegrityError(
+            f"{', '.join(changed)} in {folder} differ from the published Deep SCM Morpho-MNIST "
+            "files (their checksums): the copy is corrupt or was edited. Download it again "
+            f"(`python -m cdae data deepscm --out {folder}`), or read your own files in this "
+            "layout as dataset 'morphomnist' (root=...), unverified."
+        )
+    unverified = sorted(set(split_files) - set(known))
+    if unverified or not split_files:
+        which = f" and no known checksums for {unverified}" if unverified else ""
+        warnings.warn(f"{folder} has no {MANIFEST}{which}, so its files could not be verified; "
+                      "they are used as they are", stacklevel=4)
+
+
+def _manifest_problems(kind: str, folder: Path) -> list[str]:
+    if kind == "pendulum":
+        from cdae.data.pendulum import verify_dataset
+
+        return verify_dataset(folder)
+    from cdae.data.morphomnist import verify_manifest
+
+    return verify_manifest(folder)
