@@ -24,15 +24,15 @@ from cdae.config import load_config
 from cdae.counterfactual import CounterfactualModel
 from cdae.data.labels import LabelNormalizer
 from cdae.graph import CausalGraph
-from cdae.train import load_model
-from cdae.train.build import build_model, config_graph
+from cdae.models import build_model_and_diffusion
+from cdae.train.build import config_graph
 
 
 def untrained(config_path: str, device: str) -> CounterfactualModel:
     """The config's model with fresh weights and an identity label normaliser."""
     config = load_config(config_path)
     graph = config_graph(config) or CausalGraph.preset(config.data.name.replace("deepscm_", ""))
-    model, diffusion = build_model(graph, config.model.model_config(), config.model.kind)
+    model, diffusion = build_model_and_diffusion(graph, config.model, config.model_kind)
     shift, scale = np.zeros(len(graph.nodes)), np.ones(len(graph.nodes))
     normalizer = LabelNormalizer(graph.nodes, shift, scale, dict(graph.categorical))
     return CounterfactualModel(model.to(device).eval(), diffusion.to(device), normalizer)
@@ -75,8 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.checkpoint:
-        loaded = load_model(args.checkpoint, device=args.device)
-        cf = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
+        cf = CounterfactualModel.from_checkpoint(args.checkpoint, device=args.device)
     else:
         cf = untrained(args.config, args.device)
     source = args.checkpoint or f"{args.config} (untrained)"

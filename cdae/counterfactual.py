@@ -77,7 +77,7 @@ class CounterfactualModel:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
                         ema: bool = True) -> CounterfactualModel:
         """Load a checkpoint written by ``python -m cdae train`` (EMA weights by default)."""
-        from cdae.train import load_model
+        from cdae.checkpoint import load_model
 
         loaded = load_model(path, ema=ema, device=device)
         return cls(loaded.model, loaded.diffusion, loaded.normalizer)

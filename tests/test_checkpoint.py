@@ -11,14 +11,14 @@ from test_train import tiny_config, tiny_dataset
 
 from cdae.checkpoint import (
     CheckpointError,
-    capture_rng,
     check_compatible,
     load_checkpoint,
-    restore_rng,
+    load_model,
     save_checkpoint,
 )
 from cdae.config import ExperimentConfig
-from cdae.train import Trainer, load_model, train
+from cdae.train import Trainer, train
+from cdae.train.rng import capture_rng, restore_rng
 
 
 @pytest.fixture

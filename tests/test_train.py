@@ -17,7 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cdae.checkpoint import load_checkpoint
+from cdae.checkpoint import load_checkpoint, load_model
 from cdae.config import ConfigError, ExperimentConfig, load_config
 from cdae.data.datasets import CausalImageDataset
 from cdae.graph import CausalGraph
@@ -25,7 +25,6 @@ from cdae.train import (
     RunExistsError,
     Trainer,
     TrainingDiverged,
-    load_model,
     train,
     train_from_config,
 )
