@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cdae.checkpoint import load_model
 from cdae.config import load_config
 from cdae.counterfactual import CounterfactualModel
 from cdae.data.labels import LabelNormalizer
@@ -75,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.checkpoint:
-        cf = CounterfactualModel.from_checkpoint(args.checkpoint, device=args.device)
+        loaded = load_model(args.checkpoint, device=args.device)
+        cf = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
     else:
         cf = untrained(args.config, args.device)
     source = args.checkpoint or f"{args.config} (untrained)"

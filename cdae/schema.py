@@ -2,6 +2,7 @@
 read: :func:`from_mapping` checks the keys, converts each value to its annotated type and leaves
 missing keys at their defaults.
 
+    >>> from cdae.config import TrainConfig
     >>> from_mapping(TrainConfig, {"lr": "1e-4"}, "train").lr      # YAML reads 1e-4 as a string
     0.0001
     >>> from_mapping(TrainConfig, {"learning_rate": 0.1}, "train")
@@ -46,7 +47,7 @@ def from_mapping(cls: type[T], spec: Any, where: str) -> T:
 
 
 def check_keys(spec: Mapping[str, Any], valid: list[str], where: str) -> None:
-    """Raise :class:`ConfigError` naming the keys of ``spec`` not in ``valid``, and the valid ones."""
+    """Raise :class:`ConfigError` naming the keys of ``spec`` not in ``valid``, and those."""
     unknown = sorted(str(key) for key in spec if key not in valid)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys are {sorted(valid)}")

@@ -253,8 +253,8 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
     [--protocol P] [--device D]``: evaluate a checkpoint on its config's dataset (test split
     read from ``data``, default the config's ``data.root`` or the dataset's cache), print the
     summary, optionally write the JSON report. ``n`` defaults to 256 (16 in smoke mode)."""
-    from cdae.counterfactual import CounterfactualModel
     from cdae.checkpoint import load_model
+    from cdae.counterfactual import CounterfactualModel
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(checkpoint, device=device)
