@@ -1,4 +1,4 @@
-"""Counterfactual generation in natural units: abduction, action, prediction (DESIGN sec. 2.6).
+"""Counterfactual generation in natural units: Pearl's abduction, action and prediction.
 
     >>> cf = CounterfactualModel.from_checkpoint("data/pretrained/morphomnist_small.pt")
     >>> out = cf.counterfactual(x, do={"thickness": 3.5}, steps=50)
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from torch import Tensor, nn
 
 from cdae.diffusion import GaussianDiffusion, guided_eps_fn
 from cdae.graph import CausalGraph
+
+if TYPE_CHECKING:
+    from cdae.data.labels import LabelNormalizer
 
 ABDUCTIONS = ("inversion", "noise")
 
@@ -64,7 +67,7 @@ class CounterfactualModel:
             (:meth:`intervene`).
     """
 
-    def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: Any,
+    def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: LabelNormalizer,
                  max_sigma: float = 4.0) -> None:
         self.model = model.eval()
         self.diffusion = diffusion
@@ -146,7 +149,7 @@ class CounterfactualModel:
                              "labels (B, n), normalised, as `labels=`")
         return None, labels.to(self.device, torch.float32)
 
-    def _eps_fn(self, z: Tensor, guidance: float | None):
+    def _eps_fn(self, z: Tensor, guidance: float | None) -> Callable[[Tensor, Tensor], Tensor]:
         cond = self.model.label_features(z) if not self.has_encoder else z
         if guidance is None:
             return lambda x_t, t: self.model.eps(x_t, t, cond)
