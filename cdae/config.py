@@ -49,7 +49,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         require(0.0 < self.labelled_fraction <= 1.0, "data.labelled_fraction",
-                 f"must be in (0, 1], got {self.labelled_fraction}")
+                f"must be in (0, 1], got {self.labelled_fraction}")
 
 
 @dataclass
@@ -95,7 +95,7 @@ class TrainConfig:
         require(0.0 <= self.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1)")
         require(all(0.0 <= b < 1.0 for b in self.betas), "train.betas", "must lie in [0, 1)")
         require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip",
-                 "must be positive or null (no clipping)")
+                "must be positive or null (no clipping)")
 
 
 @dataclass

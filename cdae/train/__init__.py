@@ -1,8 +1,9 @@
 """Training: ``train(config, out_dir)`` / ``train_from_config(path)``.
 
+    >>> from cdae.checkpoint import load_model
     >>> from cdae.config import load_config
     >>> checkpoint = train(load_config("configs/morphomnist_small.yaml"), "runs/small")
-    >>> model, diffusion, normalizer, graph, config = cdae.checkpoint.load_model(checkpoint)
+    >>> model, diffusion, normalizer, graph, config = load_model(checkpoint)
 
 Multi-GPU: ``torchrun --nproc_per_node N -m cdae train CONFIG``; ``train.batch_size`` is the
 global batch, and only rank 0 writes checkpoints and logs.
