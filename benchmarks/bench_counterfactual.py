@@ -20,19 +20,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cdae.checkpoint import load_model
 from cdae.config import load_config
 from cdae.counterfactual import CounterfactualModel
 from cdae.data.labels import LabelNormalizer
 from cdae.graph import CausalGraph
-from cdae.train import load_model
-from cdae.train.build import build_model, config_graph
+from cdae.models import build_model_and_diffusion
+from cdae.train.build import config_graph
 
 
 def untrained(config_path: str, device: str) -> CounterfactualModel:
     """The config's model with fresh weights and an identity label normaliser."""
     config = load_config(config_path)
     graph = config_graph(config) or CausalGraph.preset(config.data.name.replace("deepscm_", ""))
-    model, diffusion = build_model(graph, config.model.model_config(), config.model.kind)
+    model, diffusion = build_model_and_diffusion(graph, config.model, config.model_kind)
     shift, scale = np.zeros(len(graph.nodes)), np.ones(len(graph.nodes))
     normalizer = LabelNormalizer(graph.nodes, shift, scale, dict(graph.categorical))
     return CounterfactualModel(model.to(device).eval(), diffusion.to(device), normalizer)

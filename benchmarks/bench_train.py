@@ -34,7 +34,7 @@ def synthetic_dataset(config: ExperimentConfig, n: int) -> CausalImageDataset:
     preset = config.data.name.replace("deepscm_", "")
     graph = config_graph(config) or CausalGraph.preset(preset if preset in PRESETS
                                                        else "morphomnist")
-    c, h, w = config.model.model_config().image_shape
+    c, h, w = config.model.image_shape
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, h, w, c), dtype=np.uint8)
     labels = pd.DataFrame({

@@ -1,5 +1,6 @@
-"""Checkpoints: written atomically, read safely (``weights_only``), checksummed, checked against
-the config.
+"""Checkpoints: the file format, written atomically, read safely (``weights_only``),
+checksummed, checked against the config; and :func:`load_model`, which rebuilds a trained model
+from one (inference needs nothing from ``cdae.train``).
 
 A checkpoint is a dict of tensors and plain data:
 
@@ -8,7 +9,7 @@ A checkpoint is a dict of tensors and plain data:
     step                 optimiser steps done
     model, ema           state dicts of the trained weights and of their moving average
     optimizer            the AdamW state; lr comes from the schedule in config.train
-    rng                  python / numpy / torch / CUDA generator states and the trainer's own
+    rng                  python / numpy / torch / CUDA generator states (cdae.train.rng)
     config, graph, normalizer, model_config, model_kind   everything needed to rebuild the model
     elapsed_s, world_size, torch_version                 bookkeeping
 
@@ -22,16 +23,20 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import random
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
+from torch import nn
 
+from cdae.config import ExperimentConfig
+from cdae.data.labels import LabelNormalizer
+from cdae.diffusion import GaussianDiffusion
 from cdae.files import atomic_path, file_digest
+from cdae.graph import CausalGraph
+from cdae.models import ModelConfig, build_model_and_diffusion
 
 FORMAT = "cdae-checkpoint"
 FORMAT_VERSION = 1
@@ -230,30 +235,41 @@ def _loads(path: Path) -> bool:
     return True
 
 
-# ---------------------------------------------------------------------------- random state
-def capture_rng(generators: Mapping[str, torch.Generator]) -> dict[str, Any]:
-    """All random states needed for an exact resume, in ``weights_only``-loadable form."""
-    version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (global)
-    state = {
-        "python": [version, list(mt_state), gauss],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generators": {name: g.get_state() for name, g in generators.items()},
-    }
-    return state
+# ---------------------------------------------------------------------------- loading a model
+class LoadedModel(NamedTuple):
+    """What :func:`load_model` returns; unpacks as ``model, diffusion, normalizer, graph,
+    config``."""
+
+    model: nn.Module
+    diffusion: GaussianDiffusion
+    normalizer: LabelNormalizer
+    graph: CausalGraph
+    config: ExperimentConfig
 
 
-def restore_rng(state: Mapping[str, Any], generators: Mapping[str, torch.Generator]) -> None:
-    """Inverse of :func:`capture_rng`."""
-    version, mt_state, gauss = state["python"]
-    random.setstate((version, tuple(mt_state), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    global_state = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
-    np.random.set_state(global_state)  # noqa: NPY002 (the legacy global state is what is saved)
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for name, generator in generators.items():
-        generator.set_state(state["generators"][name].to("cpu"))
+def load_model(checkpoint_path: str | os.PathLike, ema: bool = True,
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model of a checkpoint in eval mode on ``device``.
+
+    Args:
+        checkpoint_path: a ``last.pt`` / ``step_N.pt`` written by training, or a shipped one.
+        ema: load the EMA weights (what sampling should use) instead of the raw ones.
+        device: where to put the model and the diffusion schedule.
+    """
+    state = load_checkpoint(checkpoint_path)
+    graph = CausalGraph.from_dict(state["graph"])
+    model_config = ModelConfig.from_dict(state["model_config"])
+    model, diffusion = build_model_and_diffusion(graph, model_config, state["model_kind"])
+    weights = state["ema"]["model"] if ema else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"the weights in {checkpoint_path} do not fit the model this cdae "
+                              f"builds from its config: {exc}") from exc
+    return LoadedModel(
+        model=model.to(device).eval(),
+        diffusion=diffusion.to(device),
+        normalizer=LabelNormalizer.from_dict(state["normalizer"]),
+        graph=graph,
+        config=ExperimentConfig.from_dict(state["config"]),
+    )

@@ -1,4 +1,4 @@
-"""Counterfactual generation in natural units: abduction, action, prediction (DESIGN sec. 2.6).
+"""Counterfactual generation in natural units: Pearl's abduction, action and prediction.
 
     >>> cf = CounterfactualModel.from_checkpoint("data/pretrained/morphomnist_small.pt")
     >>> out = cf.counterfactual(x, do={"thickness": 3.5}, steps=50)
@@ -24,9 +24,9 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from torch import Tensor, nn
 from cdae.data.images import check_model_range
 from cdae.diffusion import GaussianDiffusion, guided_eps_fn
 from cdae.graph import CausalGraph
+
+if TYPE_CHECKING:
+    from cdae.data.labels import LabelNormalizer
 
 ABDUCTIONS = ("inversion", "noise")
 
@@ -67,7 +70,7 @@ class CounterfactualModel:
             (:meth:`intervene`).
     """
 
-    def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: Any,
+    def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: LabelNormalizer,
                  max_sigma: float = 4.0) -> None:
         self.model = model.eval()
         self.diffusion = diffusion
@@ -80,7 +83,7 @@ class CounterfactualModel:
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
                         ema: bool = True) -> CounterfactualModel:
         """Load a checkpoint written by ``python -m cdae train`` (EMA weights by default)."""
-        from cdae.train import load_model
+        from cdae.checkpoint import load_model
 
         loaded = load_model(path, ema=ema, device=device)
         return cls(loaded.model, loaded.diffusion, loaded.normalizer)
@@ -154,7 +157,7 @@ class CounterfactualModel:
                              "labels (B, n), normalised, as `labels=`")
         return None, labels.to(self.device, torch.float32)
 
-    def _eps_fn(self, z: Tensor, guidance: float | None):
+    def _eps_fn(self, z: Tensor, guidance: float | None) -> Callable[[Tensor, Tensor], Tensor]:
         if guidance is not None and not (isinstance(guidance, numbers.Real)
                                          and math.isfinite(guidance)):
             raise ValueError(f"guidance must be a finite number (the weight w of "

@@ -14,13 +14,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cdae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cdae.files import atomic_path, atomic_write_bytes, file_digest
 from cdae.paths import pretrained_dir
+
+if TYPE_CHECKING:
+    from cdae.counterfactual import CounterfactualModel
 
 MANIFEST = "MANIFEST.json"
 KEEP = ("step", "config", "graph", "normalizer", "model_config", "model_kind", "elapsed_s",
@@ -126,7 +129,7 @@ def pretrained_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> Any:
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> CounterfactualModel:
     """A :class:`~cdae.counterfactual.CounterfactualModel` from shipped checkpoint ``name``."""
     from cdae.counterfactual import CounterfactualModel
 

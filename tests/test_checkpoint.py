@@ -17,10 +17,9 @@ from test_train import tiny_config, tiny_dataset
 from cdae import pretrained
 from cdae.checkpoint import (
     CheckpointError,
-    capture_rng,
     check_compatible,
     load_checkpoint,
-    restore_rng,
+    load_model,
     save_checkpoint,
 )
 from cdae.cli import main
@@ -28,7 +27,8 @@ from cdae.config import ExperimentConfig
 from cdae.counterfactual import CounterfactualModel
 from cdae.files import file_digest, write_error
 from cdae.pretrained import export_checkpoint, load_pretrained, pretrained_path, read_manifest
-from cdae.train import Trainer, load_model, train
+from cdae.train import Trainer, train
+from cdae.train.rng import capture_rng, restore_rng
 
 
 @pytest.fixture

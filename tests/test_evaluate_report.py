@@ -35,6 +35,7 @@ from cdae.evaluate.protocol import (
     random_values,
 )
 from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
+from cdae.evaluate.tables import EvaluationConfig
 
 N_IMAGES = 60  # base digits per generated split
 TABLES = {
@@ -117,9 +118,9 @@ def stand_in(splits, root, mode):
 def run(model, root, evaluators, **kwargs):
     predictors, feature_net = evaluators
     settings = dict(n=12, steps=3, variables=("thickness", "intensity"), cycles=(1, 2),
-                    composition_n=6, predictors=predictors, feature_net=feature_net,
-                    progress=False)
-    return evaluate_model(model, "morphomnist", root, **{**settings, **kwargs})
+                    composition_n=6, progress=False)
+    return evaluate_model(model, "morphomnist", root, EvaluationConfig(**{**settings, **kwargs}),
+                          predictors=predictors, feature_net=feature_net)
 
 
 @pytest.fixture(scope="module")

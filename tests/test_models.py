@@ -378,7 +378,7 @@ def test_bad_configs_are_named(changes, message):
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ValueError, match=r"unknown ModelConfig fields \['latent_size'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['latent_size'\] in ModelConfig"):
         ModelConfig.from_dict({"latent_size": 3})
 
 

@@ -17,6 +17,7 @@ from cdae.data import morphomnist as mm
 from cdae.data.idx import IdxFormatError, read_idx, write_idx
 from cdae.data.mnist import load_mnist
 from cdae.data.morpho import measure
+from cdae.data.morphomnist import files as mm_files
 from cdae.paths import deepscm_dir
 
 LIMIT = 12
@@ -94,7 +95,7 @@ def test_bad_interventions_are_refused(do, message):
 # ---------------------------------------------------------------- generation and layout
 def test_layout_args_and_manifest(dataset):
     names = {p.name for p in dataset.iterdir()}
-    assert names == mm._dataset_file_names()
+    assert names == mm_files._dataset_file_names()
     args = json.loads((dataset / "args.json").read_text())
     assert args["seed"] == 0 and args["limit"] == LIMIT and args["draws_per_digit"] == 2
     assert args["counts"] == {"train": 2 * LIMIT, "test": 2 * LIMIT}
@@ -271,11 +272,11 @@ def test_cache_is_verified_and_rebuilt_when_corrupt(dataset, tmp_path):
     assert mm.load_or_generate(root, **kwargs) == root  # intact: used as is
     csv = root / "t10k-morpho.csv"
     csv.write_text(csv.read_text().replace("0.", "1.", 1))
-    with pytest.warns(UserWarning, match="t10k-morpho.csv does not match its sha256"):
+    with pytest.warns(UserWarning, match="sha256 mismatch for t10k-morpho.csv"):
         mm.load_or_generate(root, **kwargs)
     assert _files(root) == _files(dataset)
     (root / "train-images-idx3-ubyte.gz").unlink()
-    with pytest.warns(UserWarning, match="train-images-idx3-ubyte.gz is missing"):
+    with pytest.warns(UserWarning, match="missing train-images-idx3-ubyte.gz"):
         mm.load_or_generate(root, **kwargs)
     assert _files(root) == _files(dataset)
     with pytest.warns(UserWarning, match="generated with seed=0, 5 was asked for"):
@@ -332,8 +333,8 @@ def test_a_failed_generation_leaves_the_old_dataset_and_no_temp_files(dataset, t
             raise KeyboardInterrupt("simulated Ctrl-C half way")
         return write_split(folder, split, *args)
 
-    write_split = mm._write_split
-    monkeypatch.setattr(mm, "_write_split", crash)
+    write_split = mm_files._write_split
+    monkeypatch.setattr(mm_files, "_write_split", crash)
     with pytest.raises(KeyboardInterrupt):
         _generate(root, seed=9)
     assert _files(root) == _files(dataset)

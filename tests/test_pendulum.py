@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cdae.data import pendulum as pend
+from cdae.data.pendulum import files as pend_files
 from cdae.graph import CausalGraph
 
 
@@ -253,7 +254,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return np.zeros((96, 96, 4), np.uint8)
 
-    monkeypatch.setattr(pend, "render", failing_render)
+    monkeypatch.setattr(pend_files, "render", failing_render)  # what write_dataset calls
     with pytest.raises(KeyboardInterrupt):
         pend.write_dataset(tmp_path / "ds", limit=10, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -335,7 +336,7 @@ def test_load_or_generate_caches_and_repairs(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="sha256 mismatch.*regenerating"):
         pend.load_or_generate(limit=12, progress=False)
     assert pend.verify_dataset(root) == []
-    with pytest.warns(UserWarning, match="seed=0, limit=12, not seed=3"):
+    with pytest.warns(UserWarning, match="generated with seed=0, 3 was asked for"):
         pend.load_or_generate(seed=3, limit=12, progress=False)
     assert '"seed": 3' in (root / "dataset.json").read_text()
     leftovers = [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")]

@@ -6,6 +6,9 @@ thickness that the morphometry measures on the generated pixels.
 """
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +74,19 @@ def test_same_inputs_same_counterfactual(cf, digits):
     a = cf.counterfactual(digits[:2], do={"intensity": 200.0}, steps=5).images
     b = cf.counterfactual(digits[:2], do={"intensity": 200.0}, steps=5).images
     assert torch.equal(a, b)
+
+
+def test_import_cdae_is_light_and_inference_imports_no_training():
+    script = (
+        "import sys\n"
+        "import cdae\n"
+        "heavy = ('torch', 'numpy', 'matplotlib')\n"
+        "assert not [m for m in heavy if m in sys.modules], sorted(sys.modules)\n"
+        "cf = cdae.load_pretrained('morphomnist_small')\n"
+        "assert isinstance(cf, cdae.CounterfactualModel)\n"
+        "loaded = [m for m in ('cdae.train', 'cdae.evaluate', 'matplotlib') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr

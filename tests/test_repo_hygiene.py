@@ -53,3 +53,17 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make quickstart" in readme
     assert ci.strip().splitlines()[-1] == "make test"
+
+
+def test_readme_repository_map_names_every_library_module():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Repository"):readme.index("## Paths and switches")]
+    named = set(section.replace(",", " ").split())
+    library = ROOT / "cdae"
+    entries = [p for p in library.iterdir() if p.suffix == ".py" and p.name != "__main__.py"]
+    entries += [p for p in library.iterdir() if (p / "__init__.py").exists()]
+    entries += [p for p in (library / "data").iterdir() if (p / "__init__.py").exists()]
+    entries.append(library / "data" / "cache.py")
+    missing = sorted(p.name + ("/" if p.is_dir() else "") for p in entries
+                     if p.name + ("/" if p.is_dir() else "") not in named)
+    assert not missing, f"the README's repository map does not mention {missing}"

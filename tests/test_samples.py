@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from cdae.data import deepscm, mnist, samples
-from cdae.data.morphomnist import _args_mismatch, default_folder_name, sample_split_labels
+from cdae.data.morphomnist import default_folder_name, sample_split_labels
+from cdae.data.morphomnist.files import _args_mismatch
 from cdae.files import ChecksumError, file_digest, git_blob_sha1
 
 SHARED_DEEPSCM = os.environ.get("CDAE_DEEPSCM_DIR")

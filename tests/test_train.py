@@ -19,7 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cdae.checkpoint import load_checkpoint
+from cdae.checkpoint import load_checkpoint, load_model
 from cdae.cli import main
 from cdae.config import ConfigError, ExperimentConfig, load_config
 from cdae.data.datasets import CausalImageDataset
@@ -29,7 +29,6 @@ from cdae.train import (
     Trainer,
     TrainingDiverged,
     TrainingInterrupted,
-    load_model,
     train,
     train_from_config,
 )

@@ -9,7 +9,8 @@ One function per metric, each with its formula in its docstring:
   :func:`reversibility`.
 
 And the whole pipeline: :func:`evaluate_model` -> :class:`EvaluationReport` (all of the above on
-a trained model's test set, with intervention protocols and dataset oracles),
+a trained model's test set, with intervention protocols and dataset oracles, set by an
+:class:`EvaluationConfig`),
 :func:`speed_quality` (seconds and quality versus DDIM steps) and
 :func:`load_or_train_evaluators` (the cached predictor and feature net that score them).
 """
@@ -27,12 +28,14 @@ from cdae.evaluate.oracles import Oracle, oracle_for, register_oracle
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import KID, FeatureNet, fid, kid, realism_table, train_feature_net
 from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
+from cdae.evaluate.tables import EvaluationConfig
 
 __all__ = [
     "KID",
     "TrunkConfig",
     "AntiCausalPredictor",
     "DCIResult",
+    "EvaluationConfig",
     "EvaluationReport",
     "FeatureNet",
     "Oracle",

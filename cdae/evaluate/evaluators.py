@@ -16,7 +16,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,16 +24,23 @@ from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_pre
 from cdae.evaluate.realism import FeatureNet, train_feature_net
 from cdae.paths import data_dir, smoke_mode
 
-#: Minibatches (of 64) for the anti-causal predictor and the feature net, and in smoke mode.
+if TYPE_CHECKING:
+    from cdae.data.datasets import CausalImageDataset
+
+#: Minibatches for the anti-causal predictor and the feature net, and in smoke mode.
 EVALUATOR_STEPS = 1500
 SMOKE_EVALUATOR_STEPS = 100
+#: Images per minibatch of both (part of the cache key).
+EVALUATOR_BATCH = 64
 _EVALUATOR_VERSION = 1
 
 
-def _cache_key(kind: str, dataset_name: str, train: Any, steps: int, seed: int) -> str:
+def _cache_key(kind: str, dataset_name: str, train: CausalImageDataset, steps: int,
+               seed: int) -> str:
     """sha256 of the training settings, the training images and their labels."""
     spec = {"kind": kind, "dataset": dataset_name, "steps": steps, "seed": seed,
-            "batch_size": 64, "trunk": vars(TrunkConfig(channels=train.image_shape[0])),
+            "batch_size": EVALUATOR_BATCH,
+            "trunk": vars(TrunkConfig(channels=train.image_shape[0])),
             "graph": train.graph.to_dict(), "version": _EVALUATOR_VERSION}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     digest.update(train.images_uint8.numpy().tobytes())
@@ -41,7 +48,7 @@ def _cache_key(kind: str, dataset_name: str, train: Any, steps: int, seed: int) 
     return digest.hexdigest()[:16]
 
 
-def _load_or_train(kind: str, dataset_name: str, train: Any, steps: int, seed: int,
+def _load_or_train(kind: str, dataset_name: str, train: CausalImageDataset, steps: int, seed: int,
                    progress: bool, cache_dir: Path) -> AntiCausalPredictor:
     """An evaluator network from the cache, or trained on ``train`` and cached (atomically)."""
     path = cache_dir / f"{kind}-{_cache_key(kind, dataset_name, train, steps, seed)}.pt"
@@ -53,11 +60,12 @@ def _load_or_train(kind: str, dataset_name: str, train: Any, steps: int, seed: i
                           RuntimeWarning, stacklevel=3)
     labels = train.labels_natural[train.graph.nodes]
     if kind == "predictor":
-        net = train_predictor(train.images_uint8, labels, train.graph, steps=steps, seed=seed,
-                              progress=progress)
+        net = train_predictor(train.images_uint8, labels, train.graph, steps=steps,
+                              batch_size=EVALUATOR_BATCH, seed=seed, progress=progress)
     else:  # the feature net: the same kind of network, another seed
         net = train_feature_net(train.images_uint8, labels, train.graph.categorical,
-                                steps=steps, seed=seed + 1, progress=progress).predictor
+                                steps=steps, batch_size=EVALUATOR_BATCH, seed=seed + 1,
+                                progress=progress).predictor
     net.save(path)
     return net
 

@@ -1,7 +1,8 @@
-"""Evaluate a counterfactual model on its dataset's test split: every metric of DESIGN sec. 4.
+"""Evaluate a counterfactual model on its dataset's test split: effectiveness, the error against
+the true counterfactual, composition, reversibility, realism and disentanglement.
 
     >>> cf = CounterfactualModel.from_checkpoint("runs/morphomnist_small/last.pt")
-    >>> report = evaluate_model(cf, "morphomnist", n=256)
+    >>> report = evaluate_model(cf, "morphomnist", config=EvaluationConfig(n=256))
     >>> print(report.summary())
     >>> report.to_json("eval.json")
 
@@ -30,7 +31,7 @@ values from a protocol (:mod:`cdae.evaluate.protocol`). Tables (tidy DataFrames 
 
 Values beyond the model's range (``max_sigma`` training sds) are clipped to it, and counted.
 Predictors and feature net are cached under ``data_dir()/"evaluators"/<dataset>/``
-(:mod:`cdae.evaluate.evaluators`); each table is computed in :mod:`cdae.evaluate.parts`.
+(:mod:`cdae.evaluate.evaluators`); each table is computed in :mod:`cdae.evaluate.tables`.
 """
 
 from __future__ import annotations
@@ -41,20 +42,24 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from cdae.evaluate import parts
+from cdae.evaluate import tables
 from cdae.evaluate.evaluators import load_or_train_evaluators
 from cdae.evaluate.metrics import counterfactual_error, format_table
 from cdae.evaluate.predictors import AntiCausalPredictor
-from cdae.evaluate.protocol import DEFAULT_BINS
 from cdae.evaluate.realism import FeatureNet
+from cdae.evaluate.tables import EvaluationConfig
 from cdae.files import atomic_write_bytes, check_writable
 from cdae.paths import smoke_mode
+
+if TYPE_CHECKING:
+    from cdae.counterfactual import CounterfactualModel
+    from cdae.graph import CausalGraph
 
 INCEPTION_NOTE = ("FID/KID use a FeatureNet trained by this project on the real training images: "
                   "Inception-v3 weights cannot be downloaded offline. Compare only models scored "
@@ -131,7 +136,7 @@ def _markdown(df: pd.DataFrame) -> str:
 
 
 # ============================================================================ entry points
-def _variables(variables: Sequence[str] | None, graph: Any) -> list[str]:
+def _variables(variables: Sequence[str] | None, graph: CausalGraph) -> list[str]:
     chosen = list(graph.nodes if variables is None else variables)
     unknown = [v for v in chosen if v not in graph.nodes]
     if unknown or not chosen:
@@ -141,72 +146,63 @@ def _variables(variables: Sequence[str] | None, graph: Any) -> list[str]:
 
 
 def evaluate_model(
-    cf_model: Any, dataset_name: str, data_root: str | os.PathLike | None = None, n: int = 256,
-    steps: int = 50, abduction: str = "inversion",
-    protocol: str | Mapping[str, Sequence[float]] = "benchmark", seed: int = 0,
+    cf_model: CounterfactualModel, dataset_name: str,
+    data_root: str | os.PathLike | None = None, config: EvaluationConfig | None = None, *,
+    dataset_options: Mapping[str, Any] | None = None,
     predictors: AntiCausalPredictor | None = None, feature_net: FeatureNet | None = None,
-    progress: bool = True, *, variables: Sequence[str] | None = None,
-    dataset_options: Mapping[str, Any] | None = None, batch_size: int = 64,
-    n_bins: int = DEFAULT_BINS, guidance: float | None = None, cycles: Sequence[int] = (1, 10),
-    composition_n: int = 32, dci_n: int = 1000, realism_n: int = 2000,
-    evaluator_steps: int | None = None, meta: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``cf_model`` (a :class:`~cdae.counterfactual.CounterfactualModel`) on ``n``
-    test images of ``dataset_name``; see the module docstring for the tables.
+    """Evaluate ``cf_model`` on test images of ``dataset_name`` as ``config`` says (default
+    :class:`EvaluationConfig()`); see the module docstring for the tables.
 
     Args:
-        protocol: "benchmark", "random", "fixed" or ``{variable: values}``
-            (:mod:`cdae.evaluate.protocol`); ``n_bins`` quantile bins for "benchmark".
-        predictors, feature_net: reuse evaluators; missing ones come from
-            :func:`load_or_train_evaluators` (``evaluator_steps`` minibatches, cached).
-        variables: the variables to intervene on (default: all of the graph's).
         dataset_options: ``build_dataset`` keywords of the model's config (size, channels...).
-        composition_n: images for the composition cycles (the most expensive part).
-        dci_n, realism_n: test images encoded for DCI; real reference images for FID/KID.
+        predictors, feature_net: reuse evaluators; missing ones come from
+            :func:`load_or_train_evaluators` (``config.evaluator_steps`` minibatches, cached).
+        meta: extra entries for ``report.meta``.
     """
+    config = config or EvaluationConfig()
     started = time.perf_counter()
-    s = parts.prepare(cf_model, dataset_name, data_root, n, seed, dataset_options, steps=steps,
-                      abduction=abduction, guidance=guidance, batch_size=batch_size,
-                      progress=progress)
-    names = _variables(variables, s.graph)
+    setup = tables.prepare(cf_model, dataset_name, data_root, dataset_options, config)
+    names = _variables(config.variables, setup.graph)
     if predictors is None or feature_net is None:
         trained = load_or_train_evaluators(dataset_name, data_root, dataset_options,
-                                           evaluator_steps, seed, progress)
+                                           config.evaluator_steps, config.seed, config.progress)
         predictors, feature_net = predictors or trained[0], feature_net or trained[1]
     notes = [INCEPTION_NOTE, REVERSIBILITY_NOTE]
-    runs = [parts.intervene(s, name, parts.intervention_values(s, protocol, name, n_bins,
-                                                               seed + k), notes)
+    runs = [tables.intervene(setup, name, tables.intervention_values(setup, name, config.seed + k),
+                             notes)
             for k, name in enumerate(names)]
-    tables: dict[str, pd.DataFrame] = {}
-    tables["effectiveness"], tables["floor"] = parts.effectiveness(s, runs, predictors)
-    tables["true_error"] = parts.true_error(s, runs)
-    tables["composition"] = parts.composition(s, cycles, min(composition_n, len(s.x)))
-    tables["reversibility"] = parts.reversibility(s, runs)
-    tables["realism"] = parts.realism(s, runs, feature_net, realism_n)
+    out: dict[str, pd.DataFrame] = {}
+    out["effectiveness"], out["floor"] = tables.effectiveness_tables(setup, runs, predictors)
+    out["true_error"] = tables.true_error_table(setup, runs)
+    out["composition"] = tables.composition_table(setup)
+    out["reversibility"] = tables.reversibility_table(setup, runs)
+    out["realism"] = tables.realism_of_runs(setup, runs, feature_net)
     if getattr(cf_model, "has_encoder", True):
-        tables["dci"], tables["dci_importance"] = parts.dci_tables(s, min(dci_n, len(s.test)),
-                                                                   seed)
+        out["dci"], out["dci_importance"] = tables.dci_tables(setup)
     else:
         notes.append("DCI skipped: the model has no encoder (label-conditional DDIM)")
-    protocol_name = protocol if isinstance(protocol, str) else "fixed (given values)"
-    tables["interventions"] = parts.interventions(s, runs, protocol_name)
-    if tables["true_error"].empty:
+    out["interventions"] = tables.interventions_table(setup, runs)
+    if out["true_error"].empty:
         notes.append("no true counterfactual images for these interventions: the dataset's "
                      "generator cannot make them, so true_error is empty")
-    if s.oracle is None:
+    if setup.oracle is None:
         notes.append(f"{dataset_name!r} has no oracle: no true counterfactuals, and targets of "
                      "descendants of the intervened variable are unknown (not scored)")
     info = {"model": type(getattr(cf_model, "model", cf_model)).__name__,
             "dataset": dataset_name, "data_root": None if data_root is None else str(data_root),
-            "n": len(s.x), "steps": steps, "abduction": abduction, "protocol": protocol_name,
-            "n_bins": n_bins, "seed": seed, "guidance": guidance, "variables": names,
-            "cycles": list(cycles), "seconds": round(time.perf_counter() - started, 1),
-            "notes": notes, **dict(meta or {})}
-    return EvaluationReport(tables, info)
+            "n": len(setup.x), "steps": config.steps, "abduction": config.abduction,
+            "protocol": config.protocol_name, "n_bins": config.n_bins, "seed": config.seed,
+            "guidance": config.guidance, "variables": names, "cycles": list(config.cycles),
+            "seconds": round(time.perf_counter() - started, 1), "notes": notes,
+            **dict(meta or {})}
+    return EvaluationReport(out, info)
 
 
 def speed_quality(
-    cf_model: Any, dataset_name: str, steps_list: Sequence[int] = (10, 20, 50, 100, 250),
+    cf_model: CounterfactualModel, dataset_name: str,
+    steps_list: Sequence[int] = (10, 20, 50, 100, 250),
     data_root: str | os.PathLike | None = None, n: int = 16, variable: str | None = None,
     protocol: str = "benchmark", abduction: str = "inversion", seed: int = 0,
     batch_size: int = 16, dataset_options: Mapping[str, Any] | None = None,
@@ -219,25 +215,25 @@ def speed_quality(
     intervened, oracle_mae (of the intervened variable), true_l1, true_mse (0-255); quality
     columns are NaN where the dataset has no oracle / true counterfactuals.
     """
-    s = parts.prepare(cf_model, dataset_name, data_root, n, seed, dataset_options, steps=0,
-                      abduction=abduction, guidance=None, batch_size=batch_size,
-                      progress=progress)
-    name = variable or next(v for v in s.graph.nodes if not s.graph.is_categorical(v))
-    asked = parts.intervention_values(s, protocol, name, DEFAULT_BINS, seed)
-    values, _ = parts.clip_to_model(cf_model, name, asked)
-    targets, true_images = parts.targets_and_truth(s, name, values, [])
+    config = EvaluationConfig(n=n, protocol=protocol, abduction=abduction, seed=seed,
+                              batch_size=batch_size, progress=progress)
+    setup = tables.prepare(cf_model, dataset_name, data_root, dataset_options, config)
+    name = variable or next(v for v in setup.graph.nodes if not setup.graph.is_categorical(v))
+    asked = tables.intervention_values(setup, name, seed)
+    values, _ = tables.clip_to_model(cf_model, name, asked)
+    targets, true_images = tables.targets_and_truth(setup, name, values, [])
     rows = []
     for steps in steps_list:
         started = time.perf_counter()
-        images = parts.counterfactuals(s, s.x, {name: values}, s.labels, f"{steps} steps",
-                                       steps)[0]
+        images = tables.counterfactuals(setup, setup.x, {name: values}, setup.labels,
+                                        f"{steps} steps", steps)[0]
         seconds = time.perf_counter() - started
-        row = {"steps": steps, "seconds_per_image": seconds / len(s.x),
-               "seconds_per_batch": seconds / -(-len(s.x) // batch_size), "intervened": name,
+        row = {"steps": steps, "seconds_per_image": seconds / len(setup.x),
+               "seconds_per_batch": seconds / -(-len(setup.x) // batch_size), "intervened": name,
                "oracle_mae": np.nan, "true_l1": np.nan, "true_mse": np.nan}
-        if s.oracle is not None and name in s.oracle.measured:
-            measured = s.oracle.measure(parts.to_storage(images))
-            scored = parts.scored(measured, targets, name, s.graph)
+        if setup.oracle is not None and name in setup.oracle.measured:
+            measured = setup.oracle.measure(tables.to_storage(images))
+            scored = tables.scored(measured, targets, name, setup.graph)
             row["oracle_mae"] = float(scored.loc[scored["variable"] == name, "value"].iloc[0])
         if true_images is not None:
             error = counterfactual_error(images, true_images)
@@ -253,8 +249,8 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
     [--protocol P] [--device D]``: evaluate a checkpoint on its config's dataset (test split
     read from ``data``, default the config's ``data.root`` or the dataset's cache), print the
     summary, optionally write the JSON report. ``n`` defaults to 256 (16 in smoke mode)."""
+    from cdae.checkpoint import load_model
     from cdae.counterfactual import CounterfactualModel
-    from cdae.train import load_model
     from cdae.train.runtime import pick_device
 
     if json_out is not None:  # before the work, so that its results are never lost
@@ -264,7 +260,7 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
     cf_model = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
     report = evaluate_model(
         cf_model, loaded.config.data.name, data if data is not None else loaded.config.data.root,
-        n=n or (16 if smoke_mode() else 256), steps=steps, protocol=protocol,
+        EvaluationConfig(n=n or (16 if smoke_mode() else 256), steps=steps, protocol=protocol),
         dataset_options=loaded.config.data.options, meta={"checkpoint": str(checkpoint)})
     print(report.summary())
     if json_out is not None:

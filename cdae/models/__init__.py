@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from cdae.diffusion import GaussianDiffusion
 from cdae.graph import CausalGraph
 from cdae.models.baselines import DiffAE, LabelConditionalDDIM
 from cdae.models.causal_diffae import CausalDiffAE
@@ -40,6 +41,12 @@ def build_model(graph: CausalGraph, config: ModelConfig, kind: str = "causal_dif
     return MODELS[kind](graph, config)
 
 
+def build_model_and_diffusion(graph: CausalGraph, config: ModelConfig,
+                              kind: str = "causal_diffae") -> tuple[nn.Module, GaussianDiffusion]:
+    """:func:`build_model` and the diffusion process of its config (schedule, timesteps)."""
+    return build_model(graph, config, kind), GaussianDiffusion(config.schedule, config.timesteps)
+
+
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """What rebuilds ``model``'s architecture: {"kind", "graph", "config"} as plain data."""
     return {"kind": model.kind, "graph": model.graph.to_dict(), "config": model.config.to_dict()}
@@ -53,6 +60,6 @@ def model_from_spec(spec: Mapping[str, Any]) -> nn.Module:
 
 __all__ = [
     "MODELS", "CausalDiffAE", "CausalLayer", "DiffAE", "Encoder", "LabelConditionalDDIM",
-    "LabelPrior", "ModelConfig", "UNet", "annealed_gamma", "build_model", "model_from_spec",
-    "model_spec",
+    "LabelPrior", "ModelConfig", "UNet", "annealed_gamma", "build_model",
+    "build_model_and_diffusion", "model_from_spec", "model_spec",
 ]

@@ -10,11 +10,13 @@ config only says how wide each variable's latent block is (``latent_dim`` = d).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from dataclasses import replace as _replace
 from typing import Any
 
 import torch
+
+from cdae.schema import from_mapping
 
 MECHANISMS = ("nonlinear", "released", "linear")
 CATEGORICAL_MODES = ("block", "embedding")
@@ -104,12 +106,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}; valid fields: {sorted(known)}")
-        return cls(**dict(spec))
+        """Inverse of :meth:`to_dict`, by :func:`cdae.schema.from_mapping`: unknown keys are an
+        error naming the valid ones, values are converted to the field types, missing keys take
+        the defaults."""
+        return from_mapping(cls, spec, "ModelConfig")
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated again)."""

@@ -1,5 +1,6 @@
-"""Training: ``train(config, out_dir)`` / ``train_from_config(path)``, and ``load_model``.
+"""Training: ``train(config, out_dir)`` / ``train_from_config(path)``.
 
+    >>> from cdae.checkpoint import load_model
     >>> from cdae.config import load_config
     >>> checkpoint = train(load_config("configs/morphomnist_small.yaml"), "runs/small")
     >>> model, diffusion, normalizer, graph, config = load_model(checkpoint)
@@ -16,7 +17,6 @@ from typing import Any
 
 from cdae.config import ExperimentConfig, load_config
 from cdae.paths import repo_root
-from cdae.train.load import LoadedModel, load_model
 from cdae.train.runtime import shutdown_distributed
 from cdae.train.trainer import RunExistsError, Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -56,7 +56,6 @@ def train_from_config(config_path: str | os.PathLike, steps: int | None = None,
 
 
 __all__ = [
-    "LoadedModel", "RunExistsError", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-    "default_out_dir",
-    "load_model", "train", "train_from_config",
+    "RunExistsError", "Trainer", "TrainingDiverged", "TrainingInterrupted", "default_out_dir",
+    "train", "train_from_config",
 ]

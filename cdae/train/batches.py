@@ -9,14 +9,16 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-_EPOCH_STRIDE = 1_000_003  # seed of epoch e's permutation: seed * _EPOCH_STRIDE + e
+#: A prime that keeps the seeds of different base seeds apart: epoch e's permutation is seeded
+#: with ``seed * EPOCH_STRIDE + e``, the trainer's step s with ``seed * EPOCH_STRIDE + s``.
+EPOCH_STRIDE = 1_000_003
 
 
 class BatchOrder:
     """Global step -> indices of that step's samples.
 
     Epoch e visits the dataset in the order ``randperm(n)`` drawn from a generator seeded with
-    ``seed * 1_000_003 + e``; it holds ``n // global_batch`` steps (the remainder is dropped,
+    ``seed * EPOCH_STRIDE + e``; it holds ``n // global_batch`` steps (the remainder is dropped,
     a different remainder each epoch). Step s's global batch is the slice
     ``perm[k·B : (k+1)·B]``, k = s mod steps_per_epoch; rank r of W takes the r-th contiguous
     chunk of B / W indices (what ``DistributedSampler`` would give, in a resumable form).
@@ -48,7 +50,7 @@ class BatchOrder:
     def permutation(self, epoch: int) -> torch.Tensor:
         """Epoch ``epoch``'s visiting order (n,) long, on the CPU."""
         if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(self.seed * _EPOCH_STRIDE + epoch)
+            generator = torch.Generator().manual_seed(self.seed * EPOCH_STRIDE + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
             self._perm_on_device = self._perm.to(self.device)
         return self._perm

@@ -1,14 +1,15 @@
-"""From a config to the objects training needs: the dataset, the graph, the model."""
+"""From a config to what training needs: the dataset and the graph, checked against the model."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from cdae.config import ConfigError, ExperimentConfig
-from cdae.diffusion import GaussianDiffusion
 from cdae.graph import CausalGraph
+
+if TYPE_CHECKING:
+    from cdae.data.datasets import CausalImageDataset
+    from cdae.data.labels import LabelNormalizer
 
 
 def config_graph(config: ExperimentConfig) -> CausalGraph | None:
@@ -21,7 +22,8 @@ def config_graph(config: ExperimentConfig) -> CausalGraph | None:
         raise ConfigError(f"graph: {exc}") from exc
 
 
-def build_training_dataset(config: ExperimentConfig, normalizer: Any = None) -> Any:
+def build_training_dataset(config: ExperimentConfig, normalizer: LabelNormalizer | None = None,
+                           ) -> CausalImageDataset:
     """``build_dataset(data.name, data.split, root, **data.options)`` with the config's graph,
     weak-supervision split and (when resuming) the checkpoint's label normaliser."""
     from cdae.data.datasets import build_dataset
@@ -47,7 +49,7 @@ def build_training_dataset(config: ExperimentConfig, normalizer: Any = None) -> 
                           f"{data.name!r}: {exc}") from exc
 
 
-def check_dataset(config: ExperimentConfig, dataset: Any) -> CausalGraph:
+def check_dataset(config: ExperimentConfig, dataset: CausalImageDataset) -> CausalGraph:
     """The graph to train with; raise :class:`ConfigError` if the dataset does not fit the config
     (other variables than the config's graph, or images of another shape than the model's)."""
     graph = config_graph(config) or dataset.graph
@@ -58,7 +60,7 @@ def check_dataset(config: ExperimentConfig, dataset: Any) -> CausalGraph:
             f"{dataset.graph.categorical}); make graph.nodes list the dataset's variables in "
             "that order, or drop the graph section to use the dataset's own graph"
         )
-    model_config = config.model.model_config()
+    model_config = config.model
     if tuple(model_config.image_shape) != tuple(dataset.image_shape):
         raise ConfigError(
             f"the model takes images {tuple(model_config.image_shape)} (model.in_channels, "
@@ -67,12 +69,3 @@ def check_dataset(config: ExperimentConfig, dataset: Any) -> CausalGraph:
             "data.options {size: ..., channels: ...}"
         )
     return graph
-
-
-def build_model(graph: CausalGraph, model_config: Any,
-                kind: str) -> tuple[nn.Module, GaussianDiffusion]:
-    """``cdae.models.build_model(graph, model_config, kind)`` and its diffusion process."""
-    from cdae.models import build_model as build
-
-    model = build(graph, model_config, kind=kind)
-    return model, GaussianDiffusion(model_config.schedule, model_config.timesteps)

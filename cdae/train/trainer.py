@@ -22,21 +22,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cdae.checkpoint import (
-    capture_rng,
     check_compatible,
     config_differences,
     load_checkpoint,
-    restore_rng,
     save_checkpoint,
 )
 from cdae.config import ConfigError, ExperimentConfig, save_config
 from cdae.ema import EMA
 from cdae.files import atomic_path, remove_stale_temporaries
-from cdae.train.batches import BatchOrder
-from cdae.train.build import build_model, build_training_dataset, check_dataset
+from cdae.models import build_model_and_diffusion
+from cdae.train.batches import EPOCH_STRIDE, BatchOrder
+from cdae.train.build import build_training_dataset, check_dataset
 from cdae.train.data import StepBatches
 from cdae.train.interrupt import deferred_interrupt
 from cdae.train.optim import lr_at, make_optimizer, set_lr
+from cdae.train.rng import capture_rng, restore_rng
 from cdae.train.runlog import RunLog
 from cdae.train.runtime import (
     Runtime,
@@ -107,9 +107,10 @@ class Trainer:
         self.dataset = dataset if dataset is not None else build_training_dataset(
             config, _normalizer(state))
         self.graph = check_dataset(config, self.dataset)
-        self.model_config = config.model.model_config()
+        self.model_config = config.model
         seed_everything(tc.seed)  # the initial weights
-        model, diffusion = build_model(self.graph, self.model_config, config.model.kind)
+        model, diffusion = build_model_and_diffusion(self.graph, self.model_config,
+                                                     config.model_kind)
         if self.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(dev)
@@ -206,7 +207,7 @@ class Trainer:
             "graph": self.graph.to_dict(),
             "normalizer": self.dataset.normalizer.to_dict(),
             "model_config": self.model_config.to_dict(),
-            "model_kind": self.config.model.kind,
+            "model_kind": self.config.model_kind,
             "elapsed_s": self.elapsed,
             "world_size": self.runtime.world_size,
             "torch_version": str(torch.__version__),
@@ -240,7 +241,7 @@ class Trainer:
 
     def _reseed(self, shard: int) -> torch.Generator:
         """Seed the loss's generator and the global RNG (dropout) from (seed, step, shard)."""
-        base = (self.config.train.seed * 1_000_003 + self.step) * _SHARDS_PER_STEP + shard
+        base = (self.config.train.seed * EPOCH_STRIDE + self.step) * _SHARDS_PER_STEP + shard
         base = (2 * base) % 2**63
         torch.manual_seed(base + 1)
         return self.generator.manual_seed(base)
