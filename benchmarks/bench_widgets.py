@@ -50,7 +50,7 @@ def quality(cf, setup, steps_list, inversion_steps=None) -> pd.DataFrame:
                                  cf.graph)
             for _, row in table.iterrows():
                 rows.append({"steps": steps, "intervened": name, "measured": row["variable"],
-                             "mae": row["value"]})
+                             "mae": row["value"], "blank": row["unmeasured"] / len(setup.x)})
     return pd.DataFrame(rows)
 
 
@@ -107,6 +107,11 @@ def main() -> None:
     print(f"\nrelative to {REFERENCE_STEPS} steps (1.00 = as good; inversion and decoding at "
           "the same steps):")
     print(table.xs("same steps", level="inversion").div(reference, axis=0).round(2).to_string())
+    blank = pd.concat([same, fixed]).pivot_table(index=["inversion", "intervened"],
+                                                 columns="steps", values="blank")
+    print("\nshare of counterfactuals the oracle cannot measure (blank, no stroke; left out of "
+          "the MAE above):")
+    print(blank.round(2).to_string())
 
     test = build_dataset(dataset, "test", root=args.data, normalizer=cf.normalizer)
     session = ExplorerSession(cf, test, default_reader(dataset, args.data))

@@ -52,7 +52,8 @@ def data():
 
 @pytest.fixture
 def explorer(cf, data):
-    return CounterfactualExplorer(cf, data, reader=Reader("brightness", brightness), steps=STEPS)
+    return CounterfactualExplorer(cf, data, reader=Reader("brightness", brightness), steps=STEPS,
+                                  inversion_steps=STEPS)
 
 
 def shown(explorer):
@@ -175,8 +176,11 @@ def test_steps_abduction_and_guidance_change_the_counterfactual(explorer):
     explorer.rows["thickness"].set(3.0)
     images = {"start": explorer.last.image}
     explorer.steps.value = 5
-    assert not explorer.last.abduction_cached  # a new inversion for a new step count
+    assert explorer.last.abduction_cached  # decoding steps: the same inversion
     images["steps"] = explorer.last.image
+    explorer.inversion_steps.value = 5
+    assert not explorer.last.abduction_cached  # a new inversion for a new step count
+    images["inversion"] = explorer.last.image
     explorer.abduction.value = "noise"
     images["noise"] = explorer.last.image
     explorer.guidance.value = 2.0
@@ -188,7 +192,8 @@ def test_steps_abduction_and_guidance_change_the_counterfactual(explorer):
 
 def test_pendulum_gets_four_continuous_sliders_from_the_graph_alone():
     cf = make_tiny_cf(graph_name="pendulum")
-    explorer = CounterfactualExplorer(cf, tiny_dataset("pendulum"), steps=STEPS)
+    explorer = CounterfactualExplorer(cf, tiny_dataset("pendulum"), steps=STEPS,
+                                      inversion_steps=STEPS)
     assert all(type(row.control).__name__ == "FloatSlider" for row in explorer.rows.values())
     factual = shown(explorer)
     explorer.rows["pendulum_angle"].set(3.5)
@@ -204,7 +209,7 @@ def test_pendulum_gets_four_continuous_sliders_from_the_graph_alone():
 
 def test_the_label_conditional_baseline_explores_without_an_encoder(data):
     cf = make_tiny_cf("label_ddim")
-    explorer = CounterfactualExplorer(cf, data, steps=STEPS)
+    explorer = CounterfactualExplorer(cf, data, steps=STEPS, inversion_steps=STEPS)
     before = explorer.counterfactual_image.value
     explorer.rows["thickness"].set(3.5)
     assert explorer.counterfactual_image.value != before
@@ -212,18 +217,18 @@ def test_the_label_conditional_baseline_explores_without_an_encoder(data):
 
 def test_session_caches_abductions_and_checks_its_inputs(cf, data):
     session = ExplorerSession(cf, data, cache_size=2)
-    assert not session.update(0, {}, STEPS).abduction_cached
-    assert session.update(0, {"intensity": 100.0}, STEPS).abduction_cached
-    session.update(1, {}, STEPS)
-    session.update(2, {}, STEPS)  # evicts image 0
-    assert not session.update(0, {}, STEPS).abduction_cached
+    assert not session.update(0, {}, STEPS, inversion_steps=STEPS).abduction_cached
+    assert session.update(0, {"intensity": 100.0}, 2, inversion_steps=STEPS).abduction_cached
+    session.update(1, {}, STEPS, inversion_steps=STEPS)
+    session.update(2, {}, STEPS, inversion_steps=STEPS)  # evicts image 0
+    assert not session.update(0, {}, STEPS, inversion_steps=STEPS).abduction_cached
     low, high = session.ranges["thickness"]
     labels = data.labels_natural["thickness"]
     assert low == pytest.approx(labels.min()) and high == pytest.approx(labels.max())
     with pytest.raises(ValueError, match="outside the dataset's 0..11"):
-        session.update(12, {}, STEPS)
+        session.update(12, {}, STEPS, inversion_steps=STEPS)
     with pytest.raises(ValueError, match="unknown variable 'thick'"):
-        session.update(0, {"thick": 2.0}, STEPS)
+        session.update(0, {"thick": 2.0}, STEPS, inversion_steps=STEPS)
     with pytest.raises(ValueError, match="differ from the model's"):
         ExplorerSession(make_tiny_cf(graph_name="pendulum"), data)
 
@@ -239,7 +244,7 @@ def test_oracle_reader_hands_the_oracle_storage_images():
 
 
 def test_latent_traversal_walks_one_block(cf, data):
-    walk = LatentTraversal(cf, data, steps=STEPS)
+    walk = LatentTraversal(cf, data, steps=STEPS, inversion_steps=STEPS)
     assert walk.last.images.shape == (1, 7, 1, 28, 28)
     np.testing.assert_allclose(walk.last.labels["thickness"], walk.values(), atol=1e-4)
     strip = walk.strip.value

@@ -25,7 +25,12 @@ from cdae.counterfactual import ABDUCTIONS, CounterfactualModel
 from cdae.widgets.controls import VariableRow
 from cdae.widgets.readers import Reader
 from cdae.widgets.render import difference_png, graph_png, image_png, values_table
-from cdae.widgets.session import DEFAULT_STEPS, ExplorerSession, Update
+from cdae.widgets.session import (
+    DEFAULT_INVERSION_STEPS,
+    DEFAULT_STEPS,
+    ExplorerSession,
+    Update,
+)
 
 STEP_CHOICES = (2, 5, 10, 20, 50, 100, 250)
 ALL = "(all images)"
@@ -38,11 +43,13 @@ class CounterfactualExplorer:
         cf_model: the :class:`~cdae.counterfactual.CounterfactualModel`.
         dataset: a ``CausalImageDataset`` over the model's variables (its normaliser).
         reader: measures the counterfactual (e.g. :func:`~cdae.widgets.default_reader`).
-        steps: initial DDIM steps; index: initial image; seed: of the "random" button.
+        steps, inversion_steps: initial DDIM steps of the decoding and of the (cached)
+            inversion; index: initial image; seed: of the "random" button.
     """
 
     def __init__(self, cf_model: CounterfactualModel, dataset: Any, reader: Reader | None = None,
-                 steps: int = DEFAULT_STEPS, index: int = 0, seed: int = 0) -> None:
+                 steps: int = DEFAULT_STEPS, inversion_steps: int = DEFAULT_INVERSION_STEPS,
+                 index: int = 0, seed: int = 0) -> None:
         self.session = ExplorerSession(cf_model, dataset, reader)
         self.graph = self.session.graph
         self.last: Update | None = None
@@ -66,6 +73,10 @@ class CounterfactualExplorer:
         # controls
         self.steps = widgets.Dropdown(options=sorted({*STEP_CHOICES, steps}), value=steps,
                                       description="DDIM steps", layout=_width(200))
+        self.inversion_steps = widgets.Dropdown(
+            options=sorted({*STEP_CHOICES, inversion_steps}), value=inversion_steps,
+            description="inversion steps", style={"description_width": "initial"},
+            layout=_width(200))
         self.abduction = widgets.ToggleButtons(options=list(ABDUCTIONS), value="inversion",
                                                description="abduction")
         self.guidance = widgets.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.25,
@@ -87,10 +98,31 @@ class CounterfactualExplorer:
         for control in (self.filter_class, self.filter_range):
             control.observe(self._filter_changed, names="value")
         self.random_button.on_click(self._random)
-        for control in (self.image_index, self.steps, self.abduction, self.guidance):
+        for control in (self.image_index, self.steps, self.inversion_steps, self.abduction,
+                        self.guidance):
             control.observe(lambda _: self._refresh(), names="value")
         self.widget = self._layout()
+        self.widget.add_class("cdae-explorer")
+        self.counterfactual_image.add_class("cdae-counterfactual")
+        for name, row in self.rows.items():
+            row.widget.add_class(f"cdae-row-{name}")
         self._refresh()
+
+    @classmethod
+    def from_pretrained(cls, name: str, data_root: Any = None, **kwargs: Any,
+                        ) -> CounterfactualExplorer:
+        """The explorer of shipped checkpoint ``name`` on the test split of the dataset it was
+        trained on (read from ``data_root``, default the dataset's cache, with the options
+        recorded in the manifest), measured by that dataset's oracle or predictors."""
+        from cdae.data.datasets import build_dataset
+        from cdae.pretrained import load_pretrained, read_manifest
+        from cdae.widgets.readers import default_reader
+
+        cf_model = load_pretrained(name)
+        entry = read_manifest()[name if name.endswith(".pt") else f"{name}.pt"]["dataset"]
+        test = build_dataset(entry["name"], "test", root=data_root,
+                             normalizer=cf_model.normalizer, **entry.get("options", {}))
+        return cls(cf_model, test, default_reader(entry["name"], data_root), **kwargs)
 
     # ------------------------------------------------------------------ public
     @property
@@ -169,7 +201,8 @@ class CounterfactualExplorer:
         started = time.perf_counter()
         try:
             update = self.session.update(self.index, self.do, self.steps.value,
-                                         self.abduction.value, self.guidance.value)
+                                         self.abduction.value, self.guidance.value,
+                                         self.inversion_steps.value)
         except ValueError as exc:
             self._say(f"refused: {exc}", error=True)
             return
@@ -198,7 +231,9 @@ class CounterfactualExplorer:
         abduction = "cached" if update.abduction_cached else f"{s['abduction']:.2f} s"
         timing = (f"update {time.perf_counter() - started:.2f} s: abduction {abduction}, "
                   f"decode {s['decode']:.2f} s, measure {s['measure']:.2f} s "
-                  f"({self.steps.value} DDIM steps)")
+                  f"({self.steps.value} DDIM steps"
+                  + (f", inversion {self.inversion_steps.value})"
+                     if self.abduction.value == "inversion" else ")"))
         self._say(timing + "".join(f"<br>⚠ {html.escape(n)}" for n in update.notes),
                   escape=False)
 
@@ -223,7 +258,7 @@ class CounterfactualExplorer:
             widgets.HTML("<b>variables</b> (tick <i>do</i> to intervene; the others follow "
                          "their mechanisms)"),
             *(row.widget for row in self.rows.values()),
-            widgets.HBox([self.steps, self.guidance]), self.abduction,
+            widgets.HBox([self.steps, self.inversion_steps, self.guidance]), self.abduction,
             pictures, self.table, self.status,
         ], layout=widgets.Layout(border="1px solid #ddd", padding="6px"))
 

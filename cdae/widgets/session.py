@@ -3,8 +3,10 @@
 An :class:`ExplorerSession` holds a counterfactual model, a dataset to pick images from and an
 optional :class:`~cdae.widgets.readers.Reader`. Its :meth:`~ExplorerSession.update` makes one
 counterfactual of one image: the abduction (encoding and DDIM inversion, or the noise jump) is
-cached per (image, steps, abduction), so moving a slider costs one DDIM decode, and every update
-reports where its time went.
+cached per (image, inversion steps, abduction), so moving a slider costs one DDIM decode, and
+every update reports where its time went. The inversion may use more steps than the decoding:
+it is paid once per image, and a fine inversion decoded on a coarser grid of the same ODE is
+much closer to the fine result than a coarse inversion is (``benchmarks/bench_widgets.py``).
 
     >>> session = ExplorerSession(cf, test_set, reader)
     >>> out = session.update(index=0, do={"thickness": 3.5}, steps=20)
@@ -29,9 +31,10 @@ from cdae.counterfactual import ABDUCTIONS, Abduction, CounterfactualModel
 from cdae.data.images import to_unit_range
 from cdae.widgets.readers import Reader
 
-#: Default DDIM steps of an update (inversion and decoding); chosen with
+#: Default DDIM steps of an update's decoding and of the (cached) inversion; chosen with
 #: ``benchmarks/bench_widgets.py`` (the README has its numbers).
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 20
+DEFAULT_INVERSION_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,11 @@ class ExplorerSession:
     # ------------------------------------------------------------------ counterfactuals
     def abduct(self, index: int, steps: int, abduction: str = "inversion",
                ) -> tuple[Abduction, bool]:
-        """The cached abduction of image ``index`` (computed on first use) and whether it was
-        cached already."""
+        """The cached abduction of image ``index`` (computed on first use; ``steps`` DDIM
+        inversion steps, unused by the noise jump) and whether it was cached already."""
         if abduction not in ABDUCTIONS:
             raise ValueError(f"abduction must be one of {ABDUCTIONS}, got {abduction!r}")
-        key = (int(index), int(steps), abduction)
+        key = (int(index), int(steps) if abduction == "inversion" else 0, abduction)
         if key in self._abductions:
             self._abductions.move_to_end(key)
             return self._abductions[key], True
@@ -179,17 +182,19 @@ class ExplorerSession:
         self._abductions.clear()
 
     def update(self, index: int, do: Mapping[str, Any], steps: int = DEFAULT_STEPS,
-               abduction: str = "inversion", guidance: float = 1.0) -> Update:
+               abduction: str = "inversion", guidance: float = 1.0,
+               inversion_steps: int | None = DEFAULT_INVERSION_STEPS) -> Update:
         """The counterfactual of image ``index`` under ``do`` (natural units; checked with
         :meth:`check_value`), decoded with ``steps`` DDIM steps and guidance weight ``guidance``
-        (1: plain conditional decoding)."""
+        (1: plain conditional decoding) from an inversion of ``inversion_steps`` steps (None:
+        ``steps``)."""
         do = {name: self.check_value(name, value) for name, value in do.items()}
         started = time.perf_counter()
-        abducted, cached = self.abduct(index, steps, abduction)
+        abducted, cached = self.abduct(index, inversion_steps or steps, abduction)
         after_abduction = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
             warnings.simplefilter("always")
-            result = self.cf.predict(abducted, do, guidance=guidance)
+            result = self.cf.predict(abducted, do, guidance=guidance, steps=steps)
         after_decode = time.perf_counter()
         measured = measured_factual = None
         if self.reader is not None:

@@ -5,7 +5,7 @@
 The chosen variable's block is set to evenly spaced values (every class for a categorical
 variable) with :func:`cdae.latents.traverse`: with "propagate" ticked that is do(), so the
 descendants follow their mechanisms; unticked it is a bare edit of the one block. Every value is
-decoded in one batch from the image's cached DDIM inversion.
+decoded in one batch from the image's cached DDIM inversion (``inversion_steps`` steps).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from cdae.counterfactual import CounterfactualModel
 from cdae.latents import Traversal, traverse
 from cdae.widgets.render import DISPLAY_WIDTH, format_value, png_bytes
-from cdae.widgets.session import DEFAULT_STEPS, ExplorerSession
+from cdae.widgets.session import DEFAULT_INVERSION_STEPS, DEFAULT_STEPS, ExplorerSession
 
 
 def strip_png(images: torch.Tensor, height: int = DISPLAY_WIDTH // 2, gap: int = 2) -> bytes:
@@ -42,11 +42,12 @@ class LatentTraversal:
     ``last`` holds the latest :class:`~cdae.latents.Traversal`."""
 
     def __init__(self, cf_model: CounterfactualModel, dataset: Any, steps: int = DEFAULT_STEPS,
-                 index: int = 0) -> None:
+                 index: int = 0, inversion_steps: int = DEFAULT_INVERSION_STEPS) -> None:
         if not cf_model.has_encoder:
             raise ValueError("a latent traversal needs a model with an encoder (causal_diffae or "
                              "diffae); the label-conditional baseline has no latent blocks")
         self.session = ExplorerSession(cf_model, dataset)
+        self.inversion_steps = inversion_steps
         self.graph = self.session.graph
         self.last: Traversal | None = None
         self._setting = False  # True while the range is reset for a new variable
@@ -111,7 +112,7 @@ class LatentTraversal:
             return
         started = time.perf_counter()
         index, name, values = self.image_index.value, self.variable.value, self.values()
-        abducted, cached = self.session.abduct(index, self.steps.value, "inversion")
+        abducted, cached = self.session.abduct(index, self.inversion_steps, "inversion")
         with torch.inference_mode():
             walk = traverse(self.session.cf, self.session.image(index), name, values,
                             steps=self.steps.value, propagate=self.propagate.value,
