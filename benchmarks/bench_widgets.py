@@ -77,8 +77,8 @@ def main() -> None:
     parser.add_argument("--model", default="morphomnist_small", help="a shipped checkpoint")
     parser.add_argument("--data", default=None, help="dataset folder (default: its cache)")
     parser.add_argument("--n", type=int, default=32, help="test images for the quality curve")
-    parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 50])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 25, 30, 50])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 

@@ -132,6 +132,7 @@ def test_a_bad_typed_value_is_refused_with_a_message(explorer, name, text, messa
 def test_a_good_typed_value_intervenes(explorer):
     explorer.rows["digit"].text.value = "4"
     assert explorer.do == {"digit": 4.0}
+    assert explorer.rows["digit"].text.value == ""  # the dropdown shows it now
     assert explorer.last.counterfactual["digit"] == 4
     assert explorer.rows["digit"].message.value == ""
 

@@ -121,4 +121,6 @@ class VariableRow:
             self.refuse(f"refused: {exc}")
             return
         self.message.value = ""
+        with self._quiet():
+            self.text.value = ""  # the slider shows the value from now on
         self.set(value)

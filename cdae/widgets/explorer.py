@@ -32,7 +32,7 @@ from cdae.widgets.session import (
     Update,
 )
 
-STEP_CHOICES = (2, 5, 10, 20, 50, 100, 250)
+STEP_CHOICES = (2, 5, 10, 15, 20, 25, 30, 50, 100, 250)
 ALL = "(all images)"
 
 
@@ -245,7 +245,8 @@ class CounterfactualExplorer:
     # ------------------------------------------------------------------ layout
     def _layout(self) -> widgets.Widget:
         def captioned(title: str, image: widgets.Image) -> widgets.VBox:
-            return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), image])
+            return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), image],
+                                layout=widgets.Layout(margin="0 14px 0 0"))
 
         pictures = widgets.HBox([
             captioned("factual", self.factual_image),

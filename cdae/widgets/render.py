@@ -91,9 +91,13 @@ def values_table(graph: CausalGraph, factual: pd.Series, counterfactual: pd.Seri
         if measured is not None:
             cells += [format_value(graph, name, _get(measured_factual, name)),
                       format_value(graph, name, _get(measured, name))]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+        rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{html.escape(c)}</td>" for c in cells)
+                    + "</tr>")
+    header = "".join(f"<th style='{_CELL}'>{html.escape(c)}</th>" for c in head)
     return (f"<table class='cdae-values'><tr>{header}</tr>{''.join(rows)}</table>")
+
+
+_CELL = "padding: 1px 12px 1px 0; text-align: left"
 
 
 def _get(series: Mapping | None, name: str) -> float | None:

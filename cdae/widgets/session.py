@@ -33,7 +33,7 @@ from cdae.widgets.readers import Reader
 
 #: Default DDIM steps of an update's decoding and of the (cached) inversion; chosen with
 #: ``benchmarks/bench_widgets.py`` (the README has its numbers).
-DEFAULT_STEPS = 20
+DEFAULT_STEPS = 25
 DEFAULT_INVERSION_STEPS = 50
 
 
