@@ -21,8 +21,14 @@ from cdae.widgets.render import format_value
 from cdae.widgets.session import DEFAULT_STEPS, Update
 
 
-def _caption(graph: CausalGraph, values: Any, names: list[str]) -> str:
-    return ", ".join(f"{name} {format_value(graph, name, values[name])}" for name in names)
+def _caption(graph: CausalGraph, values: Any, names: list[str], digits: int = 4) -> str:
+    def short(name: str) -> str:
+        value = values[name]
+        if graph.is_categorical(name) or value is None or np.isnan(value):
+            return format_value(graph, name, value)
+        return f"{value:.{digits}g}"
+
+    return ", ".join(f"{name} {short(name)}" for name in names)
 
 
 def explorer_figure(graph: CausalGraph, update: Update, reader_name: str = "reader") -> Any:
@@ -79,14 +85,14 @@ def intervention_grid(cf_model: CounterfactualModel, x: Tensor,
         for title, result in columns.items():
             touched = [n for n in graph.nodes if n in result.do
                        or set(graph.ancestors(n)) & set(result.do)]
-            text = _caption(graph, result.counterfactual.iloc[b], touched)
+            text = _caption(graph, result.counterfactual.iloc[b], touched, digits=3)
             if title in measured:
                 seen = [n for n in touched if n in measured[title].columns]
                 if seen:
-                    text += "\nmeasured " + _caption(graph, measured[title].iloc[b], seen)
+                    text += "\nmeasured " + _caption(graph, measured[title].iloc[b], seen, 3)
             row.append((result.images[b], text))
         cells.append(row)
     labels = row_labels or [f"image {b}" for b in range(len(x))]
     return captioned_grid(cells, labels, ["input", *interventions],
                           title=f"Interventions ({steps} DDIM steps, {abduction})",
-                          cell_size=1.7 + 0.1 * np.log2(max(1, x.shape[-1] // 28)))
+                          cell_size=2.3)
