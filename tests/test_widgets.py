@@ -232,6 +232,10 @@ def test_session_caches_abductions_and_checks_its_inputs(cf, data):
         session.update(0, {"thick": 2.0}, STEPS, inversion_steps=STEPS)
     with pytest.raises(ValueError, match="differ from the model's"):
         ExplorerSession(make_tiny_cf(graph_name="pendulum"), data)
+    with pytest.raises(ValueError, match="outside the dataset's 0..11"):
+        CounterfactualExplorer(cf, data, index=40)
+    assert CounterfactualExplorer(cf, data, index=7, steps=STEPS,
+                                  inversion_steps=STEPS).index == 7
 
 
 def test_oracle_reader_hands_the_oracle_storage_images():

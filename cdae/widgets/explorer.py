@@ -91,9 +91,8 @@ class CounterfactualExplorer:
         self.status = widgets.HTML()
 
         self._show_filter()
-        if index:
-            self._candidates = self.session.matching()
-            self.image_index.value = int(np.searchsorted(self._candidates, index))
+        self.session.image(index)  # refuses an index outside the dataset
+        self.image_index.value = int(index)  # every image is a candidate before any filter
         self.filter_variable.observe(self._filter_changed, names="value")
         for control in (self.filter_class, self.filter_range):
             control.observe(self._filter_changed, names="value")
