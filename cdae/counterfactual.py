@@ -4,6 +4,8 @@
     >>> out = cf.counterfactual(x, do={"thickness": 3.5}, steps=50)
     >>> out.images            # (B, C, H, W) in [-1, 1]
     >>> out.counterfactual    # DataFrame: thickness 3.5, intensity as the mechanism predicts, digit
+    >>> kept = cf.abduct(x, steps=50)                       # abduction once ...
+    >>> many = [cf.predict(kept, {"thickness": t}) for t in (1.5, 2.5, 3.5)]  # ... many do()s
 
 1. **Abduction**: u = mu(x), z = SCM(u); x_T by deterministic DDIM inversion of x conditioned on
    the factual z (keeps the image's style), or the released code's noise jump
@@ -41,6 +43,22 @@ if TYPE_CHECKING:
     from cdae.data.labels import LabelNormalizer
 
 ABDUCTIONS = ("inversion", "noise")
+
+
+@dataclass(frozen=True)
+class Abduction:
+    """What abduction infers from a batch of images, reusable for any number of interventions.
+
+    ``u`` and ``z`` (B, n·d) are the exogenous noise and causal latents (``u`` is None and ``z``
+    the labels for the label-conditional baseline); ``x_T`` (B, C, H, W) the noise image from
+    ``abduction`` ("inversion" or "noise") with ``steps`` DDIM steps.
+    """
+
+    u: Tensor | None
+    z: Tensor
+    x_T: Tensor
+    steps: int
+    abduction: str
 
 
 @dataclass
@@ -239,12 +257,48 @@ class CounterfactualModel:
 
     # ------------------------------------------------------------------ user-facing
     @torch.no_grad()
+    def abduct(self, x: Tensor, steps: int = 50, abduction: str = "inversion",
+               labels: Tensor | None = None, generator: torch.Generator | None = None,
+               inversion_iters: int = 0) -> Abduction:
+        """Abduction of images ``x`` (B, C, H, W): u, z = encode(x) and x_T by
+        :meth:`abduct_noise`; pass the result to :meth:`predict` for each intervention."""
+        x = self._check_images(x)
+        u, z = self._encode(x, labels)
+        x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
+        return Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction)
+
+    @torch.no_grad()
+    def predict(self, abducted: Abduction, do: Mapping[str, Any], guidance: float | None = None,
+                clamp: bool = False, steps: int | None = None) -> CounterfactualResult:
+        """Action and prediction from an :class:`Abduction`: the counterfactual z under ``do``,
+        decoded from the abducted x_T with ``steps`` DDIM steps (default: the abduction's).
+
+        Decoding an inversion with other steps than it was made with follows the same ODE on a
+        coarser or finer grid, so it is approximate; the noise jump has no such coupling.
+        """
+        z_cf = self.intervene(abducted.u, abducted.z, do, clamp)
+        return self._prediction(abducted, z_cf, do, guidance,
+                                abducted.steps if steps is None else steps)
+
+    def _prediction(self, abducted: Abduction, z_cf: Tensor, do: Mapping[str, Any],
+                    guidance: float | None, steps: int) -> CounterfactualResult:
+        """Decode ``abducted.x_T`` under the counterfactual ``z_cf`` and wrap the result."""
+        # the noise jump starts from (almost) pure noise: clip as when sampling
+        images = self.decode(abducted.x_T, z_cf, steps, guidance,
+                             clip_x0=abducted.abduction == "noise")
+        return CounterfactualResult(images=images,
+                                    factual=self.to_frame(self.read_labels(abducted.z)),
+                                    counterfactual=self.to_frame(self.read_labels(z_cf)),
+                                    do=dict(do))
+
+    @torch.no_grad()
     def counterfactual(self, x: Tensor, do: Mapping[str, Any], steps: int = 50,
                        abduction: str = "inversion", guidance: float | None = None,
                        labels: Tensor | None = None, clamp: bool = False,
                        generator: torch.Generator | None = None,
                        inversion_iters: int = 0) -> CounterfactualResult:
-        """Counterfactual images of a batch ``x`` (B, C, H, W) under ``do`` in natural units.
+        """Counterfactual images of a batch ``x`` (B, C, H, W) under ``do`` in natural units:
+        :meth:`abduct` then :meth:`predict`, with ``do`` checked before the inversion.
 
         Args:
             do: ``{variable: value}``, a scalar or a (B,) sequence per variable; several
@@ -259,13 +313,10 @@ class CounterfactualModel:
         """
         x = self._check_images(x)
         u, z = self._encode(x, labels)
-        z_cf = self.intervene(u, z, do, clamp)
+        z_cf = self.intervene(u, z, do, clamp)  # a bad do() is refused before the inversion
         x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
-        # the noise jump starts from (almost) pure noise: clip as when sampling
-        images = self.decode(x_T, z_cf, steps, guidance, clip_x0=abduction == "noise")
-        return CounterfactualResult(images=images, factual=self.to_frame(self.read_labels(z)),
-                                    counterfactual=self.to_frame(self.read_labels(z_cf)),
-                                    do=dict(do))
+        return self._prediction(Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction),
+                                z_cf, do, guidance, steps)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, steps: int = 50, abduction: str = "inversion",

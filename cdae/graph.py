@@ -137,6 +137,15 @@ class CausalGraph:
         self._check(name)
         return name in self.categorical
 
+    def mutilated(self, intervened: Iterable[str]) -> CausalGraph:
+        """The graph of do(``intervened``): every edge *into* an intervened node removed, all
+        nodes and every other edge kept (Pearl's G with the arrows into X cut)."""
+        cut = set(intervened)
+        for name in cut:
+            self._check(name)
+        return CausalGraph([(a, b) for a, b in self.edges if b not in cut], self._nodes,
+                           self.categorical)
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form for configs and checkpoints; inverse of :meth:`from_dict`."""
@@ -177,29 +186,45 @@ class CausalGraph:
         return cls.from_dict(PRESETS[name])
 
     # ------------------------------------------------------------------ drawing
-    def draw(self, ax: Any = None, node_color: str = "#cfe2f3", title: str | None = None) -> Any:
+    def draw(self, ax: Any = None, node_color: str = "#cfe2f3", title: str | None = None,
+             intervened: Iterable[str] = (), captions: Mapping[str, str] | None = None) -> Any:
         """Draw the DAG with matplotlib: causes on the left, effects to the right.
 
-        Returns the matplotlib ``Axes``.
+        ``intervened`` nodes are drawn highlighted and the edges into them cut (faint, dashed,
+        crossed out): the mutilated graph of their do(). ``captions`` adds a line of text under
+        a node's name (e.g. its value). Returns the matplotlib ``Axes``.
         """
         import matplotlib.pyplot as plt
         from matplotlib.patches import FancyArrowPatch
 
         if ax is None:
             _, ax = plt.subplots(figsize=(1.6 + 1.8 * self._depth_count(), 1.2 + 0.9 * len(self)))
+        done = set(intervened)
+        for name in done:
+            self._check(name)
         positions = self._layout()
         for cause, effect in self.edges:
+            cut = effect in done
             arrow = FancyArrowPatch(
                 positions[cause], positions[effect], arrowstyle="-|>", mutation_scale=16,
-                shrinkA=28, shrinkB=28, color="#444444", linewidth=1.4,
+                shrinkA=28, shrinkB=28, color="#bbbbbb" if cut else "#444444", linewidth=1.4,
+                linestyle="--" if cut else "-",
             )
             ax.add_patch(arrow)
+            if cut:
+                middle = np.mean([positions[cause], positions[effect]], axis=0)
+                ax.plot(*middle, marker="x", color="#cc0000", markersize=11, mew=2.5)
         for node, (x, y) in positions.items():
             label = node + (f"\n(categorical, {self.categorical[node]})" if node in self.categorical
                             else "")
-            ax.text(x, y, label, ha="center", va="center", fontsize=10,
-                    bbox={"boxstyle": "round,pad=0.5", "facecolor": node_color,
-                          "edgecolor": "#333333"})
+            if captions and node in captions:
+                label += f"\n{captions[node]}"
+            ax.text(x, y, ("do: " if node in done else "") + label, ha="center", va="center",
+                    fontsize=10,
+                    bbox={"boxstyle": "round,pad=0.5",
+                          "facecolor": "#f9cb9c" if node in done else node_color,
+                          "edgecolor": "#cc4125" if node in done else "#333333",
+                          "linewidth": 2.0 if node in done else 1.0})
         xs = [p[0] for p in positions.values()]
         ys = [p[1] for p in positions.values()]
         ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)

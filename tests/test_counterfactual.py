@@ -179,3 +179,35 @@ def test_non_finite_guidance_and_malformed_do_are_refused(cf_model, images):
         cf_model.counterfactual(images, do={"thickness": [2.0, 3.0]}, steps=2)
     with pytest.raises(ValueError, match="do must be a dict"):
         cf_model.sample(2, do=[1.0], steps=2)
+
+
+def test_one_abduction_serves_many_interventions_exactly(cf_model, images):
+    kept = cf_model.abduct(images, steps=3)
+    for do in ({"thickness": 1.5}, {"intensity": 200.0}, {}):
+        reused = cf_model.predict(kept, do)
+        fresh = cf_model.counterfactual(images, do, steps=3)
+        assert torch.equal(reused.images, fresh.images)
+        assert reused.counterfactual.equals(fresh.counterfactual)
+    # the abduction itself is not altered by predicting from it
+    assert torch.equal(kept.x_T, cf_model.abduct(images, steps=3).x_T)
+
+
+def test_predict_decodes_with_other_steps_and_keeps_the_noise_jump_clipping(cf_model, images):
+    kept = cf_model.abduct(images, steps=4)
+    coarse = cf_model.predict(kept, {"thickness": 3.0}, steps=2).images
+    assert not torch.equal(coarse, cf_model.predict(kept, {"thickness": 3.0}).images)
+    z_cf = cf_model.intervene(kept.u, kept.z, {"thickness": 3.0})
+    assert torch.equal(coarse, cf_model.decode(kept.x_T, z_cf, 2))
+    jump = cf_model.abduct(images, steps=3, abduction="noise",
+                           generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cf_model.predict(jump, {}).images,
+                       cf_model.decode(jump.x_T, jump.z, 3, clip_x0=True))
+
+
+def test_bad_do_is_refused_before_the_abduction(cf_model, images, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("abduction ran for a do() that must be refused")
+
+    monkeypatch.setattr(cf_model, "abduct_noise", fail)
+    with pytest.raises(ValueError, match="outside the range"):
+        cf_model.counterfactual(images, {"thickness": 40.0}, steps=2)

@@ -99,3 +99,29 @@ def test_draw_places_every_node_left_to_right_by_depth():
     texts = {t.get_text().split("\n")[0]: t.get_position() for t in ax.texts}
     assert set(texts) == set(graph.nodes)
     assert texts["a"][0] < texts["b"][0] < texts["c"][0]
+
+
+def test_mutilated_graph_cuts_only_the_edges_into_intervened_nodes():
+    graph = CausalGraph.preset("pendulum")
+    cut = graph.mutilated(["shadow_length"])
+    assert cut.parents("shadow_length") == []
+    assert cut.parents("shadow_position") == ["pendulum_angle", "light_angle"]
+    assert cut.nodes == graph.nodes
+    assert graph.mutilated([]) == graph
+    with pytest.raises(ValueError, match="unknown variable 'shadow'"):
+        graph.mutilated(["shadow"])
+
+
+def test_draw_marks_intervened_nodes_and_cut_edges():
+    from matplotlib.patches import FancyArrowPatch
+
+    graph = CausalGraph.preset("morphomnist")
+    ax = graph.draw(intervened=["intensity"], captions={"thickness": "2.50"})
+    texts = [t.get_text() for t in ax.texts]
+    assert "do: intensity" in texts and "thickness\n2.50" in texts
+    (arrow,) = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert arrow.get_linestyle() == "--"  # thickness -> intensity is cut
+    assert len(ax.lines) == 1  # the cross on the cut edge
+    plain = graph.draw(intervened=["thickness"])  # a root: nothing to cut
+    assert [p.get_linestyle() for p in plain.patches if isinstance(p, FancyArrowPatch)] == ["-"]
+    assert not plain.lines
