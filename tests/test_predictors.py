@@ -10,6 +10,7 @@ from cdae.data.datasets import CausalImageDataset
 from cdae.data.idx import read_idx
 from cdae.evaluate import evaluators
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
+from cdae.files import ChecksumError
 from cdae.graph import CausalGraph
 from cdae.paths import deepscm_dir
 
@@ -103,3 +104,30 @@ def test_a_cached_evaluator_with_flipped_bytes_is_retrained_not_used(tmp_path):
         again = evaluators._load_or_train("predictor", "toy", train, 3, 0, False, tmp_path)
     np.testing.assert_array_equal(again.features(images[..., :1]),
                                   first.features(images[..., :1]))
+
+
+def test_shipped_evaluators_are_used_verified_and_never_retrained(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluators, "pretrained_dir", lambda: tmp_path / "pretrained")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    labels = pd.DataFrame({"thickness": rng.normal(2.5, 0.6, 40),
+                           "intensity": rng.normal(150, 40, 40), "digit": rng.integers(0, 10, 40)})
+    train = CausalImageDataset(images, labels, MORPHO)
+    cache = tmp_path / "cache"
+    trained = evaluators._load_or_train("predictor", "toy", train, 2, 0, False, cache)
+    [cached] = cache.glob("predictor-*.pt")
+    [shipped] = evaluators.ship_evaluators("toy", [cached])
+    cached.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a shipped evaluator must not be retrained")
+
+    monkeypatch.setattr(evaluators, "train_predictor", no_training)
+    again = evaluators._load_or_train("predictor", "toy", train, 2, 0, False, cache)
+    x = images[:5]
+    pd.testing.assert_frame_equal(again.predict(x), trained.predict(x))
+    data = bytearray(shipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shipped.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="git checkout -- .*toy/predictor-"):
+        evaluators._load_or_train("predictor", "toy", train, 2, 0, False, cache)

@@ -5,7 +5,10 @@ once on its real training split and cached.
 
 Cache files ``<kind>-<key>.pt`` live under ``data_dir()/"evaluators"/<dataset>/``; the key is a
 sha256 of the training settings, the training images and their labels, so a change in any of
-them trains new evaluators instead of reusing stale ones.
+them trains new evaluators instead of reusing stale ones. The evaluators of the shipped models
+ship too, under ``data/pretrained/evaluators/<dataset>/`` with a sha256 ``MANIFEST.json``
+(:func:`ship_evaluators`): a file with the same key is used from there, so evaluating a shipped
+model needs no training.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import FeatureNet, train_feature_net
-from cdae.paths import data_dir, smoke_mode
+from cdae.files import ChecksumError, atomic_write_bytes, file_digest
+from cdae.paths import data_dir, pretrained_dir, smoke_mode
 
 if TYPE_CHECKING:
     from cdae.data.datasets import CausalImageDataset
@@ -51,7 +55,11 @@ def _cache_key(kind: str, dataset_name: str, train: CausalImageDataset, steps: i
 def _load_or_train(kind: str, dataset_name: str, train: CausalImageDataset, steps: int, seed: int,
                    progress: bool, cache_dir: Path) -> AntiCausalPredictor:
     """An evaluator network from the cache, or trained on ``train`` and cached (atomically)."""
-    path = cache_dir / f"{kind}-{_cache_key(kind, dataset_name, train, steps, seed)}.pt"
+    name = f"{kind}-{_cache_key(kind, dataset_name, train, steps, seed)}.pt"
+    shipped = shipped_evaluator(dataset_name, name)
+    if shipped is not None:
+        return AntiCausalPredictor.load(shipped)
+    path = cache_dir / name
     if path.exists():
         try:
             return AntiCausalPredictor.load(path)
@@ -93,3 +101,43 @@ def load_or_train_evaluators(
     predictor = _load_or_train("predictor", dataset_name, train, steps, seed, progress, folder)
     features = _load_or_train("feature_net", dataset_name, train, steps, seed, progress, folder)
     return predictor, FeatureNet(features)
+
+
+def shipped_dir() -> Path:
+    """``data/pretrained/evaluators``: the evaluators shipped with the models."""
+    return pretrained_dir() / "evaluators"
+
+
+def _shipped_manifest() -> dict[str, Any]:
+    path = shipped_dir() / "MANIFEST.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def shipped_evaluator(dataset_name: str, name: str) -> Path | None:
+    """The shipped file ``<dataset>/<name>``, sha256-verified, or None when none ships."""
+    relative = f"{dataset_name}/{name}"
+    entry = _shipped_manifest().get(relative)
+    if entry is None:
+        return None
+    path = shipped_dir() / relative
+    actual = file_digest(path) if path.exists() else "missing"
+    if actual != entry["sha256"]:
+        raise ChecksumError(f"the shipped evaluator {path} is missing or damaged (sha256 "
+                            f"{actual[:12]}, the manifest says {entry['sha256'][:12]}); restore "
+                            f"it with `git checkout -- {path}`")
+    return path
+
+
+def ship_evaluators(dataset_name: str, cached: list[str | os.PathLike]) -> list[Path]:
+    """Copy cached evaluator files of ``dataset_name`` into :func:`shipped_dir` and list them
+    with their sha256 in its ``MANIFEST.json``; returns the shipped paths."""
+    manifest, shipped = _shipped_manifest(), []
+    for source in map(Path, cached):
+        target = shipped_dir() / dataset_name / source.name
+        atomic_write_bytes(target, source.read_bytes())
+        manifest[f"{dataset_name}/{source.name}"] = {"sha256": file_digest(target),
+                                                     "bytes": target.stat().st_size}
+        shipped.append(target)
+    atomic_write_bytes(shipped_dir() / "MANIFEST.json",
+                       (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return shipped
