@@ -39,9 +39,9 @@ from cdae.evaluate.tables import EvaluationConfig
 
 N_IMAGES = 60  # base digits per generated split
 TABLES = {
-    "effectiveness": ["measured_by", "intervened", "variable", "metric", "value", "floor", "n",
-                      "unmeasured"],
-    "floor": ["measured_by", "variable", "metric", "value", "n", "unmeasured"],
+    "effectiveness": ["measured_by", "intervened", "variable", "metric", "value", "value_all",
+                      "floor", "n", "unmeasured"],
+    "floor": ["measured_by", "variable", "metric", "value", "value_all", "n", "unmeasured"],
     "true_error": ["intervened", "metric", "value", "identity", "n"],
     "composition": ["cycles", "metric", "value", "n"],
     "reversibility": ["intervened", "metric", "value", "n"],
@@ -357,3 +357,22 @@ def test_cli_function_evaluates_a_tiny_checkpoint(root, tmp_path, monkeypatch, c
     assert report.meta["checkpoint"] == str(checkpoint)
     assert set(report.tables) == set(TABLES)
     assert math.isfinite(value(report.tables["composition"], cycles=10))
+
+
+def test_unmeasurable_counterfactuals_count_as_failures_in_value_all():
+    from cdae.evaluate.tables import scored
+    from cdae.graph import CausalGraph
+
+    graph = CausalGraph.preset("morphomnist")
+    targets = pd.DataFrame({"thickness": [3.0, 3.0, 3.0], "intensity": [200.0, 200.0, 200.0],
+                            "digit": [1, 2, 3]})
+    measured = pd.DataFrame({"thickness": [3.1, 2.9, np.nan], "intensity": [190.0, 210.0, np.nan],
+                             "digit": [1, 2, np.nan]})
+    table = scored(measured, targets, "thickness", graph, {"thickness": 2.5, "intensity": 150.0})
+    row = table.set_index("variable")
+    assert row.loc["thickness", "value"] == pytest.approx(0.1)
+    assert row.loc["thickness", "value_all"] == pytest.approx((0.1 + 0.1 + 0.5) / 3)
+    assert row.loc["intensity", "value_all"] == pytest.approx((10 + 10 + 50) / 3)
+    assert row.loc["digit", "value"] == 1.0
+    assert row.loc["digit", "value_all"] == pytest.approx(2 / 3)
+    assert (table["unmeasured"] == 1).all()

@@ -228,14 +228,27 @@ def intervene(setup: EvaluationSetup, name: str, raw: np.ndarray, notes: list[st
 
 # ============================================================================ the tables
 def scored(measured: pd.DataFrame, targets: pd.DataFrame, intervened: str, graph: CausalGraph,
-           ) -> pd.DataFrame:
-    """effectiveness_table over the rows every reader could measure and the known targets."""
+           fallback: Mapping[str, float]) -> pd.DataFrame:
+    """effectiveness_table over the known targets, twice: ``value`` over the rows every reader
+    could measure, ``value_all`` over all rows with the unmeasurable ones (blank or broken
+    images) counted as failures: they score as if they showed ``fallback`` (the test set's mean
+    of a continuous variable: no information) and as wrong for a categorical one. A model that
+    blanks hard cases therefore cannot score better on ``value_all``."""
     columns = [c for c in targets.columns
                if c in measured.columns and targets[c].notna().all()]
     ok = measured[columns].notna().all(axis=1).to_numpy()
     table = metrics.effectiveness_table(measured[columns][ok].reset_index(drop=True),
                                         targets[columns][ok].reset_index(drop=True), intervened,
                                         categorical=graph.categorical)
+    failed = measured[columns].copy()
+    for name in columns:
+        failed[name] = failed[name].fillna(-1.0 if graph.is_categorical(name)
+                                           else fallback[name])
+    everything = metrics.effectiveness_table(failed.reset_index(drop=True),
+                                             targets[columns].reset_index(drop=True), intervened,
+                                             categorical=graph.categorical)
+    table = table.merge(everything[["variable", "metric", "value"]].rename(
+        columns={"value": "value_all"}), on=["variable", "metric"], how="outer")
     return table.assign(unmeasured=int((~ok).sum()))
 
 
@@ -255,19 +268,20 @@ def effectiveness_tables(setup: EvaluationSetup, runs: list[Run],
                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(effectiveness with a floor column, floor) for every reader."""
     tables, floors = [], []
+    fallback = setup.labels.mean(numeric_only=True).to_dict()
     for reader, read in _readers(setup, predictor).items():
-        floor = scored(read(setup.x), setup.labels, "none", setup.graph).drop(columns="intervened")
-        floors.append(floor.assign(measured_by=reader))
+        floor = scored(read(setup.x), setup.labels, "none", setup.graph, fallback)
+        floors.append(floor.drop(columns="intervened").assign(measured_by=reader))
         for run in runs:
-            table = scored(read(run.images), run.targets, run.name, setup.graph)
+            table = scored(read(run.images), run.targets, run.name, setup.graph, fallback)
             tables.append(table.assign(measured_by=reader))
     floor = pd.concat(floors, ignore_index=True)
     effect = pd.concat(tables, ignore_index=True).merge(
         floor[["measured_by", "variable", "metric", "value"]].rename(columns={"value": "floor"}),
         on=["measured_by", "variable", "metric"], how="left")
-    first = ["measured_by", "intervened", "variable", "metric", "value", "floor"]
+    first = ["measured_by", "intervened", "variable", "metric", "value", "value_all", "floor"]
     return effect[first + ["n", "unmeasured"]], floor[["measured_by", "variable", "metric",
-                                                        "value", "n", "unmeasured"]]
+                                                        "value", "value_all", "n", "unmeasured"]]
 
 
 def true_error_table(setup: EvaluationSetup, runs: list[Run]) -> pd.DataFrame:
