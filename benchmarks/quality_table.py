@@ -1,0 +1,87 @@
+"""The README's quality table of the shipped models, from the reports of ``python -m cdae
+evaluate``:
+
+    for m in morphomnist_small pendulum_small; do
+        python -m cdae evaluate data/pretrained/$m.pt --n 256 --steps 50 --json runs/eval/$m.json
+    done
+    python benchmarks/quality_table.py runs/eval/morphomnist_small.json runs/eval/pendulum_small.json
+
+For each report: the oracle's reading of every variable under each intervention (MAE in natural
+units, accuracy for a categorical variable; unmeasurable counterfactuals counted as failures),
+with the floor (the oracle on real test images); L1 (0-255) to the true counterfactual beside
+leaving the image unchanged; composition, reversibility and DCI. Prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def markdown(frame: pd.DataFrame, index: bool = True) -> str:
+    """A DataFrame as a GitHub markdown table (no extra dependency)."""
+    frame = frame.reset_index() if index else frame
+    cells = [[str(c) for c in frame.columns]] + [[f"{v:.3g}" if isinstance(v, float) else str(v)
+                                                  for v in row] for row in frame.to_numpy()]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
+    lines.insert(1, "|" + "---|" * len(frame.columns))
+    return "\n".join(lines)
+
+
+def read_report(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    payload = json.loads(path.read_text())
+    tables = {name: pd.DataFrame(t["data"], columns=t["columns"])
+              for name, t in payload["tables"].items()}
+    return payload["meta"], tables
+
+
+def effectiveness_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    effect = tables["effectiveness"]
+    reader = "oracle" if (effect["measured_by"] == "oracle").any() else "predictor"
+    effect = effect[effect["measured_by"] == reader]
+    column = "value_all" if "value_all" in effect else "value"
+    wide = effect.pivot_table(index="intervened", columns="variable", values=column)
+    floor = effect.groupby("variable")["floor"].first()
+    wide.loc["(floor: real images)"] = floor
+    return f"read by the {reader}:\n\n" + markdown(wide.rename_axis("do(...)"))
+
+
+def soundness_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    rows = []
+    true = tables.get("true_error")
+    if true is not None and len(true):
+        for _, r in true[true["metric"] == "l1"].iterrows():
+            rows.append((f"do({r['intervened']}): L1 to the true counterfactual",
+                         f"{r['value']:.2f}", f"{r['identity']:.2f} if unchanged"))
+    for _, r in tables["composition"][tables["composition"]["metric"] == "l1"].iterrows():
+        rows.append((f"composition, L1 after {int(r['cycles'])} null interventions",
+                     f"{r['value']:.2f}", "0 ideal"))
+    rev = tables["reversibility"]
+    for _, r in rev[rev["metric"] == "l1"].iterrows():
+        rows.append((f"reversibility of do({r['intervened']}), L1", f"{r['value']:.2f}", "0 ideal"))
+    dci = tables["dci"]
+    block = dci[(dci["granularity"] == dci["granularity"].iloc[-1]) & (dci["item"] == "all")]
+    scores = " / ".join(f"{block.loc[block['metric'] == m, 'value'].iloc[0]:.2f}"
+                        for m in ("disentanglement", "completeness", "informativeness")
+                        if (block["metric"] == m).any())
+    rows.append((f"DCI of z ({block['granularity'].iloc[0]}: D / C / I)", scores, ""))
+    frame = pd.DataFrame(rows, columns=["", "value", "reference"])
+    return markdown(frame, index=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path)
+    for path in parser.parse_args().reports:
+        meta, tables = read_report(path)
+        settings = {k: meta.get(k) for k in ("n", "steps", "protocol", "abduction") if k in meta}
+        print(f"### {path.stem}  {settings}\n")
+        print(effectiveness_markdown(tables), "\n")
+        print(soundness_markdown(tables), "\n")
+
+
+if __name__ == "__main__":
+    main()
