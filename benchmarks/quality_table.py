@@ -4,7 +4,7 @@ evaluate``:
     for m in morphomnist_small pendulum_small; do
         python -m cdae evaluate data/pretrained/$m.pt --n 256 --steps 50 --json runs/eval/$m.json
     done
-    python benchmarks/quality_table.py runs/eval/morphomnist_small.json runs/eval/pendulum_small.json
+    python benchmarks/quality_table.py runs/eval/*.json
 
 For each report: the oracle's reading of every variable under each intervention (MAE in natural
 units, accuracy for a categorical variable; unmeasurable counterfactuals counted as failures),
