@@ -198,8 +198,8 @@ def test_the_shipped_checkpoint_loads_bit_exactly_and_an_altered_copy_is_refused
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CounterfactualModel.from_checkpoint(lone)
-    flip_tensor_bytes(lone)  # an altered one cannot be verified, and says so
-    with pytest.warns(UserWarning, match="cannot be verified"):
+    flip_tensor_bytes(lone)  # the shipped file carries its content checksum: an altered copy
+    with pytest.raises(CheckpointError, match="fails its content checksum"):
         CounterfactualModel.from_checkpoint(lone)
 
 
