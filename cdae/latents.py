@@ -86,11 +86,12 @@ def collect_latents(cf_model: Any, dataset: Any, n: int | None = None,
 
 
 @torch.no_grad()
-def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512,
-                          batch_size: int = 256) -> pd.DataFrame:
+def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512, batch_size: int = 256,
+                          seed: int = 0) -> pd.DataFrame:
     """What the decoder sees of each latent block: the signal-to-noise of q(u|x) per block.
 
-    For the first ``n`` images, per block i (mean over its d dims):
+    For ``n`` images (a seeded random subset: datasets stored in grid order, like Pendulum's,
+    would otherwise show one corner of the grid), per block i (mean over its d dims):
     ``posterior_sd`` = E_x[sigma(x)], the noise of a sample of q(u_i|x);
     ``spread_u`` = sd across images of mu_i(x), the signal u_i carries;
     ``spread_z`` = sd across images of z_i = f_i(z_pa(i)) + mu_i(x);
@@ -101,9 +102,10 @@ def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512,
     _require_encoder(cf_model)
     if not 1 <= n <= len(dataset):
         raise ValueError(f"n={n} must be between 1 and the dataset's {len(dataset)} samples")
+    chosen = torch.as_tensor(np.random.default_rng(seed).permutation(len(dataset))[:n])
     mus, sds, zs = [], [], []
     for start in range(0, n, batch_size):
-        x = to_unit_range(dataset.images_uint8[start : min(start + batch_size, n)])
+        x = to_unit_range(dataset.images_uint8[chosen[start : start + batch_size]])
         x = x.to(cf_model.device)
         mu, logvar = cf_model.model.encode(x)
         mus.append(mu.cpu())
