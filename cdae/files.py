@@ -137,6 +137,19 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
+def check_shipped_file(path: str | os.PathLike, expected_sha256: str | None, what: str) -> Path:
+    """Raise :class:`ChecksumError` unless the file that ships in the repository at ``path`` has
+    sha256 ``expected_sha256``; the message says how to restore it. Returns ``path``."""
+    path = Path(path)
+    actual = file_digest(path) if path.exists() else "missing"
+    if actual != expected_sha256:
+        state = "missing" if actual == "missing" else "damaged"
+        raise ChecksumError(f"the shipped {what} {path} is {state} (sha256 {actual[:12]}, the "
+                            f"manifest says {str(expected_sha256)[:12]}); restore it with "
+                            f"`git checkout -- {path}`. Nothing was regenerated over it.")
+    return path
+
+
 def git_blob_sha1(path: str | os.PathLike) -> str:
     """Git's object id of a file: sha1 of ``b"blob <size>\\0"`` followed by its bytes."""
     size = os.path.getsize(path)

@@ -20,7 +20,7 @@ import numpy as np
 
 from cdae.data.idx import read_idx, write_idx
 from cdae.data.mnist import Digits
-from cdae.files import ChecksumError, atomic_write_bytes, file_digest
+from cdae.files import ChecksumError, atomic_write_bytes, check_shipped_file, file_digest
 from cdae.paths import repo_root
 
 SAMPLE_SIZE = 1000
@@ -60,16 +60,8 @@ def verify_sample(folder: str | os.PathLike | None = None) -> None:
                             f"`git checkout -- {manifest_path}`") from None
     for name in _FILES:
         relative = f"{MNIST_SAMPLE}/{name}"
-        path = folder / relative
-        expected = manifest.get(relative, {}).get("sha256")
-        actual = file_digest(path) if path.exists() else "missing"
-        if actual != expected:
-            state = "missing" if actual == "missing" else "damaged"
-            raise ChecksumError(
-                f"the shipped sample file {path} is {state} (sha256 {actual[:12]}, the "
-                f"manifest says {str(expected)[:12]}); restore it "
-                f"with `git checkout -- {path}`. Nothing was regenerated over it."
-            )
+        check_shipped_file(folder / relative, manifest.get(relative, {}).get("sha256"),
+                           "sample file")
 
 
 def write_mnist_test_sample(source: Digits, folder: str | os.PathLike | None = None,

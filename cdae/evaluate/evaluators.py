@@ -25,7 +25,7 @@ import numpy as np
 
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import FeatureNet, train_feature_net
-from cdae.files import ChecksumError, atomic_write_bytes, file_digest
+from cdae.files import atomic_write_bytes, check_shipped_file, file_digest
 from cdae.paths import data_dir, pretrained_dir, smoke_mode
 
 if TYPE_CHECKING:
@@ -119,13 +119,7 @@ def shipped_evaluator(dataset_name: str, name: str) -> Path | None:
     entry = _shipped_manifest().get(relative)
     if entry is None:
         return None
-    path = shipped_dir() / relative
-    actual = file_digest(path) if path.exists() else "missing"
-    if actual != entry["sha256"]:
-        raise ChecksumError(f"the shipped evaluator {path} is missing or damaged (sha256 "
-                            f"{actual[:12]}, the manifest says {entry['sha256'][:12]}); restore "
-                            f"it with `git checkout -- {path}`")
-    return path
+    return check_shipped_file(shipped_dir() / relative, entry["sha256"], "evaluator")
 
 
 def ship_evaluators(dataset_name: str, cached: list[str | os.PathLike]) -> list[Path]:
