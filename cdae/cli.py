@@ -70,7 +70,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from cdae.evaluate.report import evaluate_cli
 
     return evaluate_cli(args.checkpoint, data=args.data, json_out=args.json_out, n=args.n,
-                        steps=args.steps, protocol=args.protocol, device=args.device)
+                        steps=args.steps, protocol=args.protocol, device=args.device,
+                        tables_wanted=args.tables)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -155,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=["benchmark", "random", "fixed"],
                           default="benchmark", help="how intervention values are chosen")
     evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--tables", type=_comma_list, default=None,
+                          help="comma-separated tables to compute, e.g. effectiveness,true_error "
+                          "(default: all; names in cdae.evaluate.tables.TABLES)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     export = commands.add_parser(

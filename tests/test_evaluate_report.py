@@ -300,6 +300,33 @@ def test_bad_arguments_give_clear_errors(splits, root, evaluators):
         run(model, root, evaluators, protocol="nearest")
 
 
+def test_a_subset_of_tables_computes_only_those(splits, root):
+    # no evaluators passed: the chosen tables need none, so none may be trained or loaded
+    model = stand_in(splits, root, "perfect")
+    settings = dict(n=12, steps=3, variables=("thickness",), composition_n=4, cycles=(1,),
+                    progress=False)
+    report = evaluate_model(model, "morphomnist", root,
+                            EvaluationConfig(tables=("true_error", "composition"), **settings))
+    assert set(report.tables) == {"true_error", "composition", "interventions"}
+    assert report.meta["tables"] == ["true_error", "composition"]
+    assert value(report.tables["true_error"], intervened="thickness", metric="l1") == 0.0
+    only_cycles = evaluate_model(model, "morphomnist", root,
+                                 EvaluationConfig(tables=("composition",), **settings))
+    assert set(only_cycles.tables) == {"composition"}  # nothing intervened
+    with pytest.raises(ValueError, match=r"unknown table\(s\) \['fid'\]; choose from"):
+        EvaluationConfig(tables=("fid",))
+    with pytest.raises(ValueError, match="unknown table"):
+        EvaluationConfig(tables=())
+
+
+def test_cli_refuses_an_unknown_table_before_loading(tmp_path, capsys):
+    from cdae.cli import main
+
+    missing = tmp_path / "no_such.pt"  # never opened: the table list is checked first
+    assert main(["evaluate", str(missing), "--tables", "effectiveness,fid"]) == 2
+    assert "unknown table(s) ['fid']" in capsys.readouterr().err
+
+
 def test_evaluators_need_a_training_split(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictors= and feature_net="):
         load_or_train_evaluators("deepscm_morphomnist", tmp_path, cache_dir=tmp_path)

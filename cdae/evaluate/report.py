@@ -29,6 +29,9 @@ values from a protocol (:mod:`cdae.evaluate.protocol`). Tables (tidy DataFrames 
   per latent block.
 * ``interventions``: the values each protocol asked for.
 
+``EvaluationConfig(tables=...)`` (``--tables`` on the command line) computes a subset; the
+composition and reversibility cycles take most of the time.
+
 Values beyond the model's range (``max_sigma`` training sds) are clipped to it, and counted.
 Predictors and feature net are cached under ``data_dir()/"evaluators"/<dataset>/``
 (:mod:`cdae.evaluate.evaluators`); each table is computed in :mod:`cdae.evaluate.tables`.
@@ -165,26 +168,38 @@ def evaluate_model(
     started = time.perf_counter()
     setup = tables.prepare(cf_model, dataset_name, data_root, dataset_options, config)
     names = _variables(config.variables, setup.graph)
-    if predictors is None or feature_net is None:
-        trained = load_or_train_evaluators(dataset_name, data_root, dataset_options,
-                                           config.evaluator_steps, config.seed, config.progress)
-        predictors, feature_net = predictors or trained[0], feature_net or trained[1]
-    notes = [INCEPTION_NOTE, REVERSIBILITY_NOTE]
+    wants = config.wants
+    notes = [REVERSIBILITY_NOTE] if wants("reversibility") else []
+    if wants("realism"):
+        notes.insert(0, INCEPTION_NOTE)
+    needs_runs = any(wants(t) for t in ("effectiveness", "true_error", "reversibility", "realism"))
     runs = [tables.intervene(setup, name, tables.intervention_values(setup, name, config.seed + k),
                              notes)
-            for k, name in enumerate(names)]
+            for k, name in enumerate(names)] if needs_runs else []
+    if wants("effectiveness") or wants("realism"):
+        if predictors is None or feature_net is None:
+            trained = load_or_train_evaluators(dataset_name, data_root, dataset_options,
+                                               config.evaluator_steps, config.seed,
+                                               config.progress)
+            predictors, feature_net = predictors or trained[0], feature_net or trained[1]
     out: dict[str, pd.DataFrame] = {}
-    out["effectiveness"], out["floor"] = tables.effectiveness_tables(setup, runs, predictors)
-    out["true_error"] = tables.true_error_table(setup, runs)
-    out["composition"] = tables.composition_table(setup)
-    out["reversibility"] = tables.reversibility_table(setup, runs)
-    out["realism"] = tables.realism_of_runs(setup, runs, feature_net)
-    if getattr(cf_model, "has_encoder", True):
+    if wants("effectiveness"):
+        out["effectiveness"], out["floor"] = tables.effectiveness_tables(setup, runs, predictors)
+    if wants("true_error"):
+        out["true_error"] = tables.true_error_table(setup, runs)
+    if wants("composition"):
+        out["composition"] = tables.composition_table(setup)
+    if wants("reversibility"):
+        out["reversibility"] = tables.reversibility_table(setup, runs)
+    if wants("realism"):
+        out["realism"] = tables.realism_of_runs(setup, runs, feature_net)
+    if wants("dci") and getattr(cf_model, "has_encoder", True):
         out["dci"], out["dci_importance"] = tables.dci_tables(setup)
-    else:
+    elif wants("dci"):
         notes.append("DCI skipped: the model has no encoder (label-conditional DDIM)")
-    out["interventions"] = tables.interventions_table(setup, runs)
-    if out["true_error"].empty:
+    if runs:
+        out["interventions"] = tables.interventions_table(setup, runs)
+    if "true_error" in out and out["true_error"].empty:
         notes.append("no true counterfactual images for these interventions: the dataset's "
                      "generator cannot make them, so true_error is empty")
     if setup.oracle is None:
@@ -195,6 +210,7 @@ def evaluate_model(
             "n": len(setup.x), "steps": config.steps, "abduction": config.abduction,
             "protocol": config.protocol_name, "n_bins": config.n_bins, "seed": config.seed,
             "guidance": config.guidance, "variables": names, "cycles": list(config.cycles),
+            "tables": list(config.tables) if config.tables is not None else list(tables.TABLES),
             "seconds": round(time.perf_counter() - started, 1), "notes": notes,
             **dict(meta or {})}
     return EvaluationReport(out, info)
@@ -246,24 +262,27 @@ def speed_quality(
 
 def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
                  json_out: str | os.PathLike | None = None, n: int | None = None,
-                 steps: int = 50, protocol: str = "benchmark", device: str | None = None) -> int:
+                 steps: int = 50, protocol: str = "benchmark", device: str | None = None,
+                 tables_wanted: Sequence[str] | None = None) -> int:
     """``python -m cdae evaluate CHECKPOINT [--data DIR] [--json OUT] [--n N] [--steps S]
-    [--protocol P] [--device D]``: evaluate a checkpoint on its config's dataset (test split
-    read from ``data``, default the config's ``data.root`` or the dataset's cache), print the
-    summary, optionally write the JSON report. ``n`` defaults to 256 (16 in smoke mode)."""
+    [--protocol P] [--device D] [--tables T,...]``: evaluate a checkpoint on its config's
+    dataset (test split read from ``data``, default the config's ``data.root`` or the dataset's
+    cache), print the summary, optionally write the JSON report. ``n`` defaults to 256 (16 in
+    smoke mode); ``tables_wanted`` None computes every table."""
     from cdae.checkpoint import load_model
     from cdae.counterfactual import CounterfactualModel
     from cdae.train.runtime import pick_device
 
     if json_out is not None:  # before the work, so that its results are never lost
         check_writable(json_out, "--json file")
+    config = EvaluationConfig(n=n or (16 if smoke_mode() else 256), steps=steps,
+                              protocol=protocol, tables=tables_wanted)
     device = pick_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(checkpoint, device=device)
     cf_model = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
     report = evaluate_model(
         cf_model, loaded.config.data.name, data if data is not None else loaded.config.data.root,
-        EvaluationConfig(n=n or (16 if smoke_mode() else 256), steps=steps, protocol=protocol),
-        dataset_options=loaded.config.data.options, meta={"checkpoint": str(checkpoint)})
+        config, dataset_options=loaded.config.data.options, meta={"checkpoint": str(checkpoint)})
     print(report.summary())
     if json_out is not None:
         print(f"wrote {report.to_json(json_out)}")

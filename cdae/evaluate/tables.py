@@ -45,6 +45,10 @@ ENCODE_BATCH_FACTOR = 4
 
 
 # ============================================================================ settings and set-up
+TABLES = ("effectiveness", "true_error", "composition", "reversibility", "realism", "dci")
+"""The tables :func:`~cdae.evaluate.report.evaluate_model` can compute, cheapest first except
+``composition`` and ``reversibility`` (the null-intervention cycles dominate the run time)."""
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """How :func:`~cdae.evaluate.report.evaluate_model` evaluates.
@@ -63,6 +67,8 @@ class EvaluationConfig:
         dci_n, realism_n: test images encoded for DCI; real reference images for FID/KID.
         evaluator_steps: minibatches for evaluators that must be trained (None: the default).
         progress: show progress bars.
+        tables: the tables to compute, a subset of :data:`TABLES` (None: all). ``floor`` and
+            ``interventions`` come with any table that intervenes.
     """
 
     n: int = 256
@@ -80,10 +86,20 @@ class EvaluationConfig:
     realism_n: int = 2000
     evaluator_steps: int | None = None
     progress: bool = True
+    tables: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if int(self.n) < 2:
             raise ValueError(f"n must be at least 2 test images, got {self.n}")
+        if self.tables is not None:
+            unknown = sorted(set(self.tables) - set(TABLES))
+            if unknown or not self.tables:
+                raise ValueError(f"unknown table(s) {unknown or list(self.tables)}; choose from "
+                                 f"{list(TABLES)} (or None for all)")
+
+    def wants(self, table: str) -> bool:
+        """Whether ``table`` (one of :data:`TABLES`) is to be computed."""
+        return self.tables is None or table in self.tables
 
     @property
     def protocol_name(self) -> str:
