@@ -10,6 +10,11 @@ For each report: the oracle's reading of every variable under each intervention 
 units, accuracy for a categorical variable; unmeasurable counterfactuals counted as failures),
 with the floor (the oracle on real test images); L1 (0-255) to the true counterfactual beside
 leaving the image unchanged; composition, reversibility and DCI. Prints markdown.
+
+``--compare`` prints one table instead, a column per report (e.g. a model and its baselines, all
+evaluated with the same settings) and a row per metric; a metric a report lacks is blank:
+
+    python benchmarks/quality_table.py --compare runs/eval/morphomnist_small*.json
 """
 
 from __future__ import annotations
@@ -62,7 +67,9 @@ def soundness_markdown(tables: dict[str, pd.DataFrame]) -> str:
     rev = tables["reversibility"]
     for _, r in rev[rev["metric"] == "l1"].iterrows():
         rows.append((f"reversibility of do({r['intervened']}), L1", f"{r['value']:.2f}", "0 ideal"))
-    dci = tables["dci"]
+    dci = tables.get("dci")
+    if dci is None:  # the label-conditional DDIM has no latents to score
+        return markdown(pd.DataFrame(rows, columns=["", "value", "reference"]), index=False)
     block = dci[(dci["granularity"] == dci["granularity"].iloc[-1]) & (dci["item"] == "all")]
     scores = " / ".join(f"{block.loc[block['metric'] == m, 'value'].iloc[0]:.2f}"
                         for m in ("disentanglement", "completeness", "informativeness")
@@ -72,10 +79,59 @@ def soundness_markdown(tables: dict[str, pd.DataFrame]) -> str:
     return markdown(frame, index=False)
 
 
+def metric_column(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    """Every headline number of one report, indexed by a readable metric name."""
+    out: dict[str, float] = {}
+    effect = tables.get("effectiveness")
+    if effect is not None:  # the oracle's reading, the predictor's where the oracle has none
+        column = "value_all" if "value_all" in effect else "value"
+        by_oracle = set(effect.loc[effect["measured_by"] == "oracle", "variable"])
+        keep = (effect["measured_by"] == "oracle") | ~effect["variable"].isin(by_oracle)
+        for _, r in effect[keep].iterrows():
+            out[f"do({r['intervened']}): {r['variable']} ({r['measured_by']})"] = r[column]
+    true = tables.get("true_error")
+    if true is not None:
+        for _, r in true[true["metric"] == "l1"].iterrows():
+            out[f"do({r['intervened']}): L1 to the true counterfactual"] = r["value"]
+            out[f"do({r['intervened']}): L1 if unchanged"] = r["identity"]
+    composition = tables.get("composition")
+    if composition is not None:
+        for _, r in composition[composition["metric"] == "l1"].iterrows():
+            out[f"composition, L1 after {int(r['cycles'])} null interventions"] = r["value"]
+    rev = tables.get("reversibility")
+    if rev is not None:
+        for _, r in rev[rev["metric"] == "l1"].iterrows():
+            out[f"reversibility of do({r['intervened']}), L1"] = r["value"]
+    realism = tables.get("realism")
+    if realism is not None:
+        for _, r in realism[realism["metric"] == "fid"].iterrows():
+            out[f"FID ({r['images']})"] = r["value"]
+    dci = tables.get("dci")
+    if dci is not None:
+        block = dci[(dci["granularity"] == dci["granularity"].iloc[-1]) & (dci["item"] == "all")]
+        for _, r in block.iterrows():
+            out[f"DCI {r['metric']} ({r['granularity']})"] = r["value"]
+    return pd.Series(out, dtype=float)
+
+
+def comparison_markdown(reports: dict[str, dict[str, pd.DataFrame]]) -> str:
+    """One column per report (keyed by name), one row per metric, in first-seen order."""
+    frame = pd.concat({name: metric_column(tables) for name, tables in reports.items()}, axis=1)
+    cells = frame.map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    return markdown(cells.rename_axis("metric"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
-    for path in parser.parse_args().reports:
+    parser.add_argument("--compare", action="store_true",
+                        help="one table, a column per report")
+    args = parser.parse_args()
+    if args.compare:
+        reports = {path.stem: read_report(path)[1] for path in args.reports}
+        print(comparison_markdown(reports))
+        return
+    for path in args.reports:
         meta, tables = read_report(path)
         settings = {k: meta.get(k) for k in ("n", "steps", "protocol", "abduction") if k in meta}
         print(f"### {path.stem}  {settings}\n")
