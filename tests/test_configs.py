@@ -1,0 +1,32 @@
+"""Every committed config loads: known keys, valid values, a model that can be built."""
+
+from pathlib import Path
+
+import pytest
+
+from cdae.config import load_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert len(CONFIGS) >= 10
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_names_its_run(path):
+    config = load_config(path)  # unknown keys and bad values raise (ModelConfig checks itself)
+    assert config.name == path.stem  # runs/<name>/ is where its train command writes
+
+
+def test_ablations_differ_from_the_shipped_config_only_in_the_objective():
+    shipped = load_config(CONFIG_DIR / "morphomnist_small.yaml")
+    knobs = {"label_prior_variance", "mechanism_weight", "decoder_variance_scale", "kl_reduction"}
+    ablations = [p for p in CONFIGS if p.parent.name == "ablations"]
+    assert len(ablations) == 3
+    for path in ablations:
+        arm = load_config(path)
+        changed = {k for k, v in vars(arm.model).items() if vars(shipped.model)[k] != v}
+        assert changed and changed <= knobs, (path.name, changed)
+        assert arm.train == shipped.train and arm.data == shipped.data
