@@ -77,7 +77,9 @@ def ablation_markdown(reports: list[Path]) -> str:
         name = path.stem.removeprefix("ablation_")
         knobs = meta["knobs"]
         metrics = metric_column(tables).reindex(list(ROWS))
-        extra = {f"block snr ({v})": s for v, s in meta["block_snr"].items()}
+        shrink = knobs["decoder_variance_scale"] ** 0.5  # what the decoder is fed: sqrt(s)·sigma
+        extra = {f"block snr ({v}), as the decoder sees it": snr / shrink
+                 for v, snr in meta["block_snr"].items()}
         extra["knobs (v, lambda, s, KL)"] = (
             f"{knobs['label_prior_variance']:g}, {knobs['mechanism_weight']:g}, "
             f"{knobs['decoder_variance_scale']:g}, {knobs['kl_reduction']}")

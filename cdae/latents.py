@@ -97,7 +97,10 @@ def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512, batch_size:
     ``spread_z`` = sd across images of z_i = f_i(z_pa(i)) + mu_i(x);
     ``snr`` = spread_u / posterior_sd. A block with snr near 0 is noise to a decoder trained
     on samples of q(u|x) (the paper's objective drives sigma to 1), so that decoder learns to
-    ignore it; an informative block has snr well above 1. One row per variable, graph order.
+    ignore it; an informative block has snr well above 1. ``decoder_snr`` = snr / sqrt(s) is
+    what the decoder sees when it is fed u = mu + sqrt(s)·sigma·eps
+    (``config.decoder_variance_scale`` s; equal to snr for s = 1, the paper's objective).
+    One row per variable, graph order.
     """
     _require_encoder(cf_model)
     if not 1 <= n <= len(dataset):
@@ -113,6 +116,7 @@ def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512, batch_size:
         zs.append(cf_model.model.causal(mu).cpu())
     mu, sd, z = torch.cat(mus), torch.cat(sds), torch.cat(zs)
     d = cf_model.model.config.latent_dim
+    shrink = cf_model.model.config.decoder_variance_scale ** 0.5
     rows = []
     for i, name in enumerate(cf_model.graph.nodes):
         block = slice(i * d, (i + 1) * d)
@@ -120,7 +124,8 @@ def block_signal_to_noise(cf_model: Any, dataset: Any, n: int = 512, batch_size:
         spread_u = mu[:, block].std(dim=0).mean().item()
         rows.append({"variable": name, "posterior_sd": posterior_sd, "spread_u": spread_u,
                      "spread_z": z[:, block].std(dim=0).mean().item(),
-                     "snr": spread_u / posterior_sd})
+                     "snr": spread_u / posterior_sd,
+                     "decoder_snr": spread_u / (shrink * posterior_sd)})
     return pd.DataFrame(rows)
 
 

@@ -172,6 +172,8 @@ def test_block_signal_to_noise_is_spread_of_the_mean_over_the_posterior_sd(cf, d
         assert row["posterior_sd"] == pytest.approx(sd, rel=1e-5)
         assert row["spread_u"] == pytest.approx(spread, rel=1e-5)
         assert row["snr"] == pytest.approx(spread / sd, rel=1e-5)
+        scale = cf.model.config.decoder_variance_scale
+        assert row["decoder_snr"] == pytest.approx(spread / (scale**0.5 * sd), rel=1e-5)
     z = cf.model.causal(mu)
     child = cf.graph.nodes.index("intensity")
     assert table.loc[child, "spread_z"] == pytest.approx(

@@ -101,6 +101,9 @@ def test_block_diagnostic_of_the_shipped_model_shows_informative_blocks(cf):
     table = block_signal_to_noise(cf, test, n=64).set_index("variable")
     assert (table["posterior_sd"] < 0.5).all()  # sharp posteriors, not the prior's sd of 1
     assert table.loc["intensity", "snr"] > 1.0  # the decoder can tell images apart by it
+    # fed mu + sqrt(0.1)·sigma·eps, the decoder sees sqrt(10) times that signal-to-noise
+    assert table.loc["intensity", "decoder_snr"] == pytest.approx(
+        table.loc["intensity", "snr"] * 10**0.5, rel=1e-6)
 
 
 def test_same_inputs_same_counterfactual(cf, digits):
