@@ -94,18 +94,14 @@ def metric_column(tables: dict[str, pd.DataFrame]) -> pd.Series:
         for _, r in true[true["metric"] == "l1"].iterrows():
             out[f"do({r['intervened']}): L1 to the true counterfactual"] = r["value"]
             out[f"do({r['intervened']}): L1 if unchanged"] = r["identity"]
-    composition = tables.get("composition")
-    if composition is not None:
-        for _, r in composition[composition["metric"] == "l1"].iterrows():
-            out[f"composition, L1 after {int(r['cycles'])} null interventions"] = r["value"]
-    rev = tables.get("reversibility")
-    if rev is not None:
-        for _, r in rev[rev["metric"] == "l1"].iterrows():
-            out[f"reversibility of do({r['intervened']}), L1"] = r["value"]
-    realism = tables.get("realism")
-    if realism is not None:
-        for _, r in realism[realism["metric"] == "fid"].iterrows():
-            out[f"FID ({r['images']})"] = r["value"]
+    simple = (("composition", "l1", "composition, L1 after {cycles:.0f} null interventions"),
+              ("reversibility", "l1", "reversibility of do({intervened}), L1"),
+              ("realism", "fid", "FID ({images})"))
+    for name, metric, label in simple:
+        table = tables.get(name)
+        if table is not None:
+            for _, r in table[table["metric"] == metric].iterrows():
+                out[label.format(**r)] = r["value"]
     dci = tables.get("dci")
     if dci is not None:
         block = dci[(dci["granularity"] == dci["granularity"].iloc[-1]) & (dci["item"] == "all")]
