@@ -66,6 +66,9 @@ class TrainConfig:
     whose gradients add up before the step. ``threads`` 0 = all cores;
     ``channels_last`` null or false: contiguous memory (benchmarks/bench_train.py measured no
     consistent gain from channels-last on a CPU or an H100); ``amp`` auto = bf16 on CUDA only.
+    ``grad_clip_by``: ``global`` clips all gradients together to norm ``grad_clip``; ``module``
+    clips the decoder's and the latent part's apart (see :func:`cdae.train.optim.clip_gradients`),
+    so that a large KL gradient on the encoder cannot throttle the UNet.
     """
 
     batch_size: int = 64
@@ -79,6 +82,7 @@ class TrainConfig:
     final_lr_ratio: float = 0.1
     ema_decay: float = 0.999
     grad_clip: float | None = 1.0
+    grad_clip_by: Literal["global", "module"] = "global"
     checkpoint_every: int = 500
     keep_every: int = 0
     log_every: int = 25
@@ -100,6 +104,8 @@ class TrainConfig:
         require(all(0.0 <= b < 1.0 for b in self.betas), "train.betas", "must lie in [0, 1)")
         require(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip",
                 "must be positive or null (no clipping)")
+        require(self.grad_clip_by in ("global", "module"), "train.grad_clip_by",
+                f"must be 'global' or 'module', got {self.grad_clip_by!r}")
 
 
 @dataclass

@@ -89,6 +89,8 @@ def test_a_short_run_lowers_the_loss_and_writes_log_and_checkpoint(tmp_path):
     assert load_checkpoint(checkpoint)["step"] == 40
     assert (tmp_path / "config.yaml").is_file()
     assert float(rows[0]["images_per_s"]) > 0 and float(rows[-1]["elapsed_s"]) > 0
+    # each module's gradient norm before clipping is logged
+    assert all(0 < float(r[k]) < math.inf for r in rows for k in ("grad_decoder", "grad_latent"))
 
 
 @pytest.mark.slow

@@ -57,6 +57,13 @@ class Oracle(ABC):
         """True counterfactuals of test images ``indices`` (M,) under ``do`` (scalars or (M,)
         arrays per variable, natural units)."""
 
+    def off_joint(self, labels: pd.DataFrame) -> np.ndarray | None:
+        """(N,) how far each state (one row of natural-unit labels) lies from the training
+        joint, in noise sds of the dataset's own mechanisms (the largest over its effects):
+        0 on the mechanism, ``inf`` where the training data has no support at all (a
+        deterministic effect set to another value). None: the dataset does not say."""
+        return None
+
 
 def _per_row(do: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
     return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
@@ -87,6 +94,21 @@ class MorphoOracle(Oracle):
         grey = np.asarray(images)
         grey = grey[..., 0] if grey.ndim == 4 else grey  # (N, H, W, 1) -> (N, H, W)
         return measure(grey)[list(self.measured)]
+
+    def off_joint(self, labels: pd.DataFrame) -> np.ndarray:
+        """|u_i| / sd(u_i): the noise the intensity mechanism would need to produce
+        (thickness, intensity), |logit((i − 64) / 191) − 2 (t − 2.5)| / 0.5 (inf outside
+        64–255)."""
+        from cdae.data.morphomnist import MorphoSCM
+
+        scm = MorphoSCM()
+        t = labels["thickness"].to_numpy(dtype=np.float64)
+        i = labels["intensity"].to_numpy(dtype=np.float64)
+        fraction = (i - scm.intensity_floor) / scm.intensity_span
+        inside = (fraction > 0) & (fraction < 1)
+        noise = np.full(len(t), np.inf)
+        noise[inside] = scm.abduct(t[inside], i[inside])[1]
+        return np.abs(noise) / scm.intensity_noise_sd
 
     def counterfactuals(self, indices: Any, do: Mapping[str, Any]) -> TrueCounterfactuals:
         """do(thickness): intensity recomputed with the image's own noise u_i; do(intensity):
@@ -126,6 +148,22 @@ class PendulumOracle(Oracle):
         from cdae.data.pendulum import measure
 
         return measure(np.asarray(images))[list(self.measured)]
+
+    #: A shadow this far (scene units) from the geometry of its angles has no support.
+    SHADOW_TOLERANCE: ClassVar[float] = 1e-6
+
+    def off_joint(self, labels: pd.DataFrame) -> np.ndarray:
+        """0 where both shadows are the geometry of the two angles, inf elsewhere: in these
+        scenes the shadows are exact functions of the angles (no noise), so any other shadow
+        has probability zero under the training distribution."""
+        from cdae.data.pendulum import pendulum_labels
+
+        geometry = pendulum_labels(labels["pendulum_angle"].to_numpy(dtype=np.float64),
+                                   labels["light_angle"].to_numpy(dtype=np.float64),
+                                   check_range=False)
+        residual = np.max([np.abs(labels[k].to_numpy(dtype=np.float64) - geometry[k])
+                           for k in ("shadow_length", "shadow_position")], axis=0)
+        return np.where(residual <= self.SHADOW_TOLERANCE, 0.0, np.inf)
 
     def counterfactuals(self, indices: Any, do: Mapping[str, Any]) -> TrueCounterfactuals:
         from cdae.data.pendulum import counterfactual

@@ -16,6 +16,11 @@ values from a protocol (:mod:`cdae.evaluate.protocol`). Tables (tidy DataFrames 
   (``measured_by="predictor"``) and by the dataset's oracle (``"oracle"``, e.g. morphometry).
   ``floor``: the same reader on the real test images against their labels: what an ideal
   generator would score. ``floor`` is also its own table.
+* ``off_joint``: the effectiveness table again, in bins of k, how many noise sds of the
+  dataset's own mechanisms the true counterfactual's state lies from the training joint
+  (:mod:`cdae.evaluate.distance`; ``no support``: a state the training data never shows, e.g. a
+  Pendulum shadow that is not the geometry of its angles). Computed with ``effectiveness``
+  where the dataset has an oracle.
 * ``true_error``: L1 / MSE (0-255) against the generator's true counterfactual; ``identity`` is
   the error of returning the factual image unchanged.
 * ``composition``: L1 (0-255) after 1 and 10 null interventions.
@@ -114,6 +119,13 @@ class EvaluationReport:
             wide = format_table(pd.concat([t["effectiveness"], floor]),
                                 rows=["measured_by", "intervened"])
             out.append(("Effectiveness (MAE in natural units / accuracy)", wide))
+        if "off_joint" in t:
+            binned = t["off_joint"]
+            binned = binned[binned["measured_by"] == binned["measured_by"].iloc[-1]]
+            wide = format_table(binned, rows=["intervened", "off_joint"])
+            counts = binned.groupby(["intervened", "off_joint"], sort=False)["n"].first()
+            out.append((f"By distance from the training joint (k noise sds; "
+                        f"{binned['measured_by'].iloc[-1]})", wide.assign(n=counts)))
         simple = [("true_error", "Error against the true counterfactual (0-255)"),
                   ("composition", "Composition: L1 after k null interventions (0-255)"),
                   ("reversibility", "Reversibility: L1 of do(v), then do(original) (0-255)")]
@@ -172,19 +184,24 @@ def evaluate_model(
     notes = [REVERSIBILITY_NOTE] if wants("reversibility") else []
     if wants("realism"):
         notes.insert(0, INCEPTION_NOTE)
-    needs_runs = any(wants(t) for t in ("effectiveness", "true_error", "reversibility", "realism"))
+    needs_runs = any(wants(t) for t in ("effectiveness", "off_joint", "true_error",
+                                        "reversibility", "realism"))
     runs = [tables.intervene(setup, name, tables.intervention_values(setup, name, config.seed + k),
                              notes)
             for k, name in enumerate(names)] if needs_runs else []
-    if wants("effectiveness") or wants("realism"):
+    if wants("effectiveness") or wants("off_joint") or wants("realism"):
         if predictors is None or feature_net is None:
             trained = load_or_train_evaluators(dataset_name, data_root, dataset_options,
                                                config.evaluator_steps, config.seed,
                                                config.progress)
             predictors, feature_net = predictors or trained[0], feature_net or trained[1]
     out: dict[str, pd.DataFrame] = {}
-    if wants("effectiveness"):
-        out["effectiveness"], out["floor"] = tables.effectiveness_tables(setup, runs, predictors)
+    if wants("effectiveness") or wants("off_joint"):
+        effect, floor, binned = tables.effectiveness_tables(setup, runs, predictors)
+        if wants("effectiveness"):
+            out["effectiveness"], out["floor"] = effect, floor
+        if wants("off_joint") and not binned.empty:
+            out["off_joint"] = binned
     if wants("true_error"):
         out["true_error"] = tables.true_error_table(setup, runs)
     if wants("composition"):

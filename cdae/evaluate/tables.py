@@ -25,6 +25,7 @@ from cdae.data.images import (
 )
 from cdae.evaluate import metrics
 from cdae.evaluate.dci import dci
+from cdae.evaluate.distance import bin_labels, distance_bins
 from cdae.evaluate.oracles import Oracle, oracle_for
 from cdae.evaluate.predictors import AntiCausalPredictor
 from cdae.evaluate.protocol import DEFAULT_BINS, protocol_values
@@ -45,7 +46,8 @@ ENCODE_BATCH_FACTOR = 4
 
 
 # ============================================================================ settings and set-up
-TABLES = ("effectiveness", "true_error", "composition", "reversibility", "realism", "dci")
+TABLES = ("effectiveness", "off_joint", "true_error", "composition", "reversibility", "realism",
+          "dci")
 """The tables :func:`~cdae.evaluate.report.evaluate_model` can compute, cheapest first except
 ``composition`` and ``reversibility`` (the null-intervention cycles dominate the run time)."""
 
@@ -170,6 +172,7 @@ class Run:
     counterfactual: pd.DataFrame  # what they encode after the intervention
     targets: pd.DataFrame  # what the counterfactual should show (NaN: unknown)
     true_images: torch.Tensor | None  # the generator's true counterfactuals
+    off_joint: np.ndarray | None = None  # (n,) k of each target state (None: no oracle)
 
 
 def counterfactuals(setup: EvaluationSetup, x: torch.Tensor, do: Mapping[str, np.ndarray],
@@ -239,7 +242,8 @@ def intervene(setup: EvaluationSetup, name: str, raw: np.ndarray, notes: list[st
     targets, true_images = targets_and_truth(setup, name, values, notes)
     images, factual, counter = counterfactuals(setup, setup.x, {name: values}, setup.labels,
                                                f"do({name})")
-    return Run(name, values, clipped, images, factual, counter, targets, true_images)
+    k = setup.oracle.off_joint(targets) if setup.oracle is not None else None
+    return Run(name, values, clipped, images, factual, counter, targets, true_images, k)
 
 
 # ============================================================================ the tables
@@ -279,25 +283,51 @@ def _readers(setup: EvaluationSetup, predictor: AntiCausalPredictor | None,
     return readers
 
 
+def binned_by_distance(measured: pd.DataFrame, run: Run, graph: CausalGraph,
+                       fallback: Mapping[str, float]) -> pd.DataFrame:
+    """:func:`scored` within each bin of the run's off-joint distance k
+    (:mod:`cdae.evaluate.distance`); empty bins are left out, ``off_joint`` names the bin."""
+    if run.off_joint is None:
+        return pd.DataFrame()
+    bins, parts = distance_bins(run.off_joint), []
+    for label in bin_labels():
+        rows = np.flatnonzero(bins == label)
+        if len(rows):
+            table = scored(measured.iloc[rows].reset_index(drop=True),
+                           run.targets.iloc[rows].reset_index(drop=True), run.name, graph,
+                           fallback)
+            parts.append(table.assign(off_joint=label))
+    return pd.concat(parts, ignore_index=True)
+
+
 def effectiveness_tables(setup: EvaluationSetup, runs: list[Run],
                          predictor: AntiCausalPredictor | None,
-                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(effectiveness with a floor column, floor) for every reader."""
-    tables, floors = [], []
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(effectiveness with a floor column, floor, effectiveness in bins of the off-joint
+    distance k) for every reader."""
+    tables, floors, by_distance = [], [], []
     fallback = setup.labels.mean(numeric_only=True).to_dict()
     for reader, read in _readers(setup, predictor).items():
         floor = scored(read(setup.x), setup.labels, "none", setup.graph, fallback)
         floors.append(floor.drop(columns="intervened").assign(measured_by=reader))
         for run in runs:
-            table = scored(read(run.images), run.targets, run.name, setup.graph, fallback)
+            measured = read(run.images)
+            table = scored(measured, run.targets, run.name, setup.graph, fallback)
             tables.append(table.assign(measured_by=reader))
+            by_distance.append(binned_by_distance(measured, run, setup.graph, fallback)
+                               .assign(measured_by=reader))
     floor = pd.concat(floors, ignore_index=True)
     effect = pd.concat(tables, ignore_index=True).merge(
         floor[["measured_by", "variable", "metric", "value"]].rename(columns={"value": "floor"}),
         on=["measured_by", "variable", "metric"], how="left")
     first = ["measured_by", "intervened", "variable", "metric", "value", "value_all", "floor"]
-    return effect[first + ["n", "unmeasured"]], floor[["measured_by", "variable", "metric",
-                                                        "value", "value_all", "n", "unmeasured"]]
+    binned = pd.concat(by_distance, ignore_index=True)
+    if not binned.empty:
+        binned = binned[["measured_by", "intervened", "off_joint", "variable", "metric", "value",
+                         "value_all", "n", "unmeasured"]]
+    return (effect[first + ["n", "unmeasured"]],
+            floor[["measured_by", "variable", "metric", "value", "value_all", "n", "unmeasured"]],
+            binned)
 
 
 def true_error_table(setup: EvaluationSetup, runs: list[Run]) -> pd.DataFrame:

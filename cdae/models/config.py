@@ -23,6 +23,7 @@ CATEGORICAL_MODES = ("block", "embedding")
 NULL_TOKENS = ("learned", "zero")
 PRIORS = ("label_aligned", "standard")
 KL_REDUCTIONS = ("sum", "mean")
+CONDITIONINGS = ("embedding", "adagn")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ModelConfig:
     attention_resolutions: tuple[int, ...] = (7,)  # feature-map sizes that get self-attention
     attention_heads: int = 4
     dropout: float = 0.0
+    conditioning: str = "embedding"  # embedding (z added to the time embedding) | adagn (Diff-AE)
     # causal layer (latent SCM)
     mechanism: str = "nonlinear"  # nonlinear (paper) | released (authors' code) | linear
     mechanism_hidden: int = 32
@@ -135,7 +137,7 @@ class ModelConfig:
     def _check_choices(self) -> None:
         choices = {"mechanism": MECHANISMS, "categorical_mode": CATEGORICAL_MODES,
                    "null_token": NULL_TOKENS, "prior": PRIORS,
-                   "kl_reduction": KL_REDUCTIONS}
+                   "kl_reduction": KL_REDUCTIONS, "conditioning": CONDITIONINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")

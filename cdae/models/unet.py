@@ -1,14 +1,15 @@
 """The noise predictor eps_theta(x_t, t, z): a DDPM-style UNet conditioned on a latent vector.
 
-Conditioning (the released CausalDiffAE code's choice): one embedding per sample,
+Conditioning, ``config.conditioning``:
 
-    emb = MLP(sinusoid(t)) + Linear(z),
-
-and every ResBlock applies it as a scale-shift GroupNorm, h = GN(h) * (1 + scale) + shift with
-(scale, shift) = Linear(SiLU(emb)). Diff-AE instead keeps z on a separate path and multiplies the
-time-modulated features by an affine map of z (AdaGN). We use the single embedding path: it is
-cheaper (one projection per block instead of two), it matches the code the paper's numbers come
-from, and it still reaches every ResBlock at every resolution.
+- ``embedding`` (the released CausalDiffAE code's choice): one embedding per sample,
+  emb = MLP(sinusoid(t)) + Linear(z), and every ResBlock applies it as a scale-shift GroupNorm,
+  h = GN(h) * (1 + scale) + shift with (scale, shift) = Linear(SiLU(emb)). Cheap, but z and t
+  share one vector, so how much a change of z moves a block depends on t.
+- ``adagn`` (Diff-AE's AdaGN): z has its own path, e = MLP(z), and every ResBlock multiplies the
+  time-modulated features by an affine map of it,
+  h = (GN(h) * (1 + scale_t) + shift_t) * (1 + Linear(e)), the map zero-initialised so training
+  starts from the unconditional network.
 
 Shapes: x_t (B, C, H, W), t (B,) long in [0, T), cond (B, cond_dim) -> eps (B, C, H, W).
 """
@@ -51,20 +52,26 @@ def zero_init(module: nn.Module) -> nn.Module:
 class ResBlock(nn.Module):
     """h = x + conv(SiLU(GN(conv(SiLU(GN(x)))) * (1 + scale) + shift)), (scale, shift) from emb."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float,
+                 adagn: bool = False) -> None:
         super().__init__()
         self.norm1 = group_norm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.cond = zero_init(nn.Linear(emb_dim, out_ch)) if adagn else None
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, in, H, W), emb (B, emb_dim), cond (B, emb_dim) in AdaGN mode -> (B, out, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))  # (B, out, H, W)
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)  # (B, out, 1, 1)
         h = self.norm2(h) * (1 + scale) + shift  # scale-shift norm
+        if self.cond is not None:
+            h = h * (1 + self.cond(cond)[:, :, None, None])  # AdaGN: z's own multiplicative map
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
@@ -91,13 +98,14 @@ class Block(nn.Module):
     """A ResBlock, optionally followed by self-attention."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float,
-                 attention: bool, heads: int) -> None:
+                 attention: bool, heads: int, adagn: bool = False) -> None:
         super().__init__()
-        self.res = ResBlock(in_ch, out_ch, emb_dim, dropout)
+        self.res = ResBlock(in_ch, out_ch, emb_dim, dropout, adagn)
         self.attn = Attention(out_ch, heads) if attention else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        return self.attn(self.res(x, emb))
+    def forward(self, x: torch.Tensor, emb: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attn(self.res(x, emb, cond))
 
 
 class Upsample(nn.Module):
@@ -157,12 +165,18 @@ class UNet(nn.Module):
         self.config = config
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(),
                                       nn.Linear(emb_dim, emb_dim))
-        self.cond_proj = nn.Linear(cond_dim, emb_dim)  # emb = time_emb + Linear(z)
+        adagn = config.conditioning == "adagn"
+        if adagn:  # z's own path: e = MLP(z), used multiplicatively by every ResBlock
+            self.cond_proj = nn.Sequential(nn.Linear(cond_dim, emb_dim), nn.SiLU(),
+                                           nn.Linear(emb_dim, emb_dim))
+        else:  # emb = time_emb + Linear(z)
+            self.cond_proj = nn.Linear(cond_dim, emb_dim)
+        self.adagn = adagn
         self.stem = nn.Conv2d(config.in_channels, ch, 3, padding=1)
 
         def block(in_ch: int, out_ch: int, size: int) -> Block:
             return Block(in_ch, out_ch, emb_dim, config.dropout,
-                         size in config.attention_resolutions, config.attention_heads)
+                         size in config.attention_resolutions, config.attention_heads, adagn)
 
         skips = [ch]
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
@@ -179,8 +193,8 @@ class UNet(nn.Module):
                 skips.append(ch)
 
         self.middle = nn.ModuleList([  # ResBlock + attention + ResBlock at the lowest size
-            Block(ch, ch, emb_dim, config.dropout, True, config.attention_heads),
-            Block(ch, ch, emb_dim, config.dropout, False, config.attention_heads),
+            Block(ch, ch, emb_dim, config.dropout, True, config.attention_heads, adagn),
+            Block(ch, ch, emb_dim, config.dropout, False, config.attention_heads, adagn),
         ])
 
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
@@ -199,22 +213,24 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W), (B,), (B, cond_dim) -> predicted noise (B, C, H, W)."""
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
-        emb = emb + self.cond_proj(cond)  # (B, 4 * base)
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))  # (B, 4 * base)
+        z_emb = self.cond_proj(cond)  # (B, 4 * base)
+        if not self.adagn:
+            emb, z_emb = emb + z_emb, None
         h = self.stem(x)
         skips = [h]
         for level, blocks in enumerate(self.down):
             for blk in blocks:
-                h = blk(h, emb)
+                h = blk(h, emb, z_emb)
                 skips.append(h)
             if level < len(self.downsample):
                 h = self.downsample[level](h)
                 skips.append(h)
         for blk in self.middle:
-            h = blk(h, emb)
+            h = blk(h, emb, z_emb)
         for level, blocks in enumerate(self.up):
             for blk in blocks:
-                h = blk(torch.cat([h, skips.pop()], dim=1), emb)
+                h = blk(torch.cat([h, skips.pop()], dim=1), emb, z_emb)
             if level < len(self.upsample):
                 h = self.upsample[level](h)
         return self.out(h)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cdae.files import atomic_path, write_error
 
-COLUMNS = ("step", "loss", "mse", "kl_u", "kl_z", "mech", "gamma", "lr", "images_per_s",
-           "elapsed_s")
+COLUMNS = ("step", "loss", "mse", "kl_u", "kl_z", "mech", "gamma", "grad_decoder", "grad_latent",
+           "lr", "images_per_s", "elapsed_s")
 
 
 class RunLog:

@@ -35,7 +35,14 @@ from cdae.train.batches import EPOCH_STRIDE, BatchOrder
 from cdae.train.build import build_training_dataset, check_dataset
 from cdae.train.data import StepBatches
 from cdae.train.interrupt import deferred_interrupt
-from cdae.train.optim import lr_at, make_optimizer, set_lr
+from cdae.train.optim import (
+    GRAD_GROUPS,
+    clip_gradients,
+    gradient_groups,
+    lr_at,
+    make_optimizer,
+    set_lr,
+)
 from cdae.train.rng import capture_rng, restore_rng
 from cdae.train.runlog import RunLog
 from cdae.train.runtime import (
@@ -46,7 +53,9 @@ from cdae.train.runtime import (
     set_threads,
 )
 
-METRICS = ("loss", "mse", "kl_u", "kl_z", "mech", "gamma")
+LOSS_TERMS = ("loss", "mse", "kl_u", "kl_z", "mech", "gamma")
+#: logged per report: the loss terms, then each gradient group's norm before clipping
+METRICS = LOSS_TERMS + tuple(f"grad_{g}" for g in GRAD_GROUPS)
 _SHARDS_PER_STEP = 4096  # room for rank · accumulate + micro-batch in the per-shard seeds
 
 
@@ -117,7 +126,7 @@ class Trainer:
         self.diffusion = diffusion.to(dev)
         self.ema = EMA(self.model, tc.ema_decay)
         self.optimizer = make_optimizer(self.model, tc, dev)
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._grad_groups = gradient_groups(self.model)
         self.step, self.elapsed, self._saved_step = 0, 0.0, -1
         self._last_tick = time.perf_counter()
         if state is not None:
@@ -230,9 +239,10 @@ class Trainer:
                 with rt.autocast():
                     out = self._loss_fn(x, y, self.diffusion, self.step, labelled, generator)
                 (out["loss"] / len(micro_batches)).backward()
-            total += torch.stack([out[k].detach().float() for k in METRICS]) / len(micro_batches)
-        if tc.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self._params, tc.grad_clip, foreach=True)
+            terms = torch.stack([out[k].detach().float() for k in LOSS_TERMS])
+            total[:len(LOSS_TERMS)] += terms / len(micro_batches)
+        total[len(LOSS_TERMS):] = clip_gradients(self._grad_groups, tc.grad_clip,
+                                                 tc.grad_clip_by)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.model)
