@@ -52,6 +52,13 @@ def deepscm_dir() -> Path:
     return _env_path("CDAE_DEEPSCM_DIR", data_dir() / "deepscm-morphomnist")
 
 
+def offline_mode() -> bool:
+    """True when ``CDAE_OFFLINE`` is set to a true value: nothing is downloaded implicitly (the
+    test suite sets it, so a test never reaches the network); explicit ``cdae data`` downloads
+    still run."""
+    return os.environ.get("CDAE_OFFLINE", "").strip().lower() not in _FALSE
+
+
 def smoke_mode() -> bool:
     """True when ``CDAE_SMOKE`` or ``CI`` is set to a true value: long loops run small."""
     for name in ("CDAE_SMOKE", "CI"):

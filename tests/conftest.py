@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("CDAE_OFFLINE", "1")  # no test, notebook kernel included, downloads data
 
 import torch  # noqa: E402
 

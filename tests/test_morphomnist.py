@@ -11,11 +11,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from offline import needs_deepscm, needs_full_mnist
 
 from cdae.cli import main
 from cdae.data import morphomnist as mm
 from cdae.data.idx import IdxFormatError, read_idx, write_idx
-from cdae.data.mnist import load_mnist
+from cdae.data.mnist import load_mnist, load_real_digits
 from cdae.data.morpho import measure
 from cdae.data.morphomnist import files as mm_files
 from cdae.paths import deepscm_dir
@@ -38,17 +39,26 @@ def dataset(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- the SCM
-def test_scm_marginals_match_deep_scm():
-    labels = mm.MorphoSCM().sample(20_000, np.random.default_rng(0))
-    ours = mm.attribute_summary(labels)
+def _scm_summary() -> dict[str, float]:
+    return mm.attribute_summary(mm.MorphoSCM().sample(20_000, np.random.default_rng(0)))
+
+
+def test_scm_marginals_match_the_generator_s_formulas():
+    ours = _scm_summary()
     assert ours["thickness_mean"] == pytest.approx(2.5, abs=0.02)  # 0.5 + 10 / 5
     assert ours["thickness_sd"] == pytest.approx(np.sqrt(10) / 5, abs=0.015)
     assert ours["intensity_mean"] == pytest.approx(158.5, abs=1.5)
     assert ours["pearson_r"] == pytest.approx(0.908, abs=0.01)
+    labels = mm.MorphoSCM().sample(2_000, np.random.default_rng(1))
+    assert labels["intensity"].between(64, 255).all()
+
+
+@needs_deepscm
+def test_scm_marginals_match_deep_scm():
+    ours = _scm_summary()
     deep = mm.attribute_summary(pd.read_csv(deepscm_dir() / "t10k-morpho.csv"))
     for key in ("thickness_mean", "thickness_sd", "intensity_mean", "intensity_sd"):
         assert ours[key] == pytest.approx(deep[key], rel=0.03), key
-    assert labels["intensity"].between(64, 255).all()
 
 
 def test_abduction_inverts_the_mechanisms():
@@ -99,7 +109,8 @@ def test_layout_args_and_manifest(dataset):
     args = json.loads((dataset / "args.json").read_text())
     assert args["seed"] == 0 and args["limit"] == LIMIT and args["draws_per_digit"] == 2
     assert args["counts"] == {"train": 2 * LIMIT, "test": 2 * LIMIT}
-    assert args["sources"]["test"] == "mnist:t10k"
+    # the full MNIST test set where it is on disk, else the 1,000 digits shipped in data/samples
+    assert args["sources"]["test"] == load_real_digits("test").source
     assert mm.verify_manifest(dataset) == []
     umask = os.umask(0)
     os.umask(umask)
@@ -153,6 +164,7 @@ def test_same_seed_same_bytes_any_workers_different_seed_differs(dataset, tmp_pa
             != (dataset / "t10k-images-idx3-ubyte.gz").read_bytes())
 
 
+@needs_full_mnist
 def test_rows_do_not_depend_on_limit():
     digits = load_mnist("test")
     small = mm.sample_split_labels(digits, "test", seed=3, limit=30)
@@ -163,6 +175,7 @@ def test_rows_do_not_depend_on_limit():
     assert (full.index == np.arange(len(digits))).all()  # no limit: MNIST order, like Deep SCM
 
 
+@needs_full_mnist
 def test_train_and_test_bases_are_disjoint(dataset):
     train = mm.read_morphomnist(dataset, "train")
     test = mm.read_morphomnist(dataset, "test")
@@ -211,6 +224,8 @@ def test_single_counterfactual_matches_batch_and_null_reproduces(dataset):
 
 
 # ---------------------------------------------------------------- the Deep SCM folder
+@needs_deepscm
+@needs_full_mnist
 def test_reader_on_real_deep_scm_folder():
     data = mm.read_morphomnist(deepscm_dir(), "test")
     assert data.images.shape == (10_000, 28, 28) and data.images.dtype == np.uint8

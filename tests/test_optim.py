@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import TINY
 
 from cdae import CausalGraph
 from cdae.diffusion import GaussianDiffusion
 from cdae.models import ModelConfig, build_model
 from cdae.train.optim import GRAD_GROUPS, clip_gradients, gradient_groups
-from tiny_models import TINY
 
 
 def decoder_update(kl_weight: float, by: str) -> tuple[torch.Tensor, torch.Tensor]:

