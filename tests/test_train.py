@@ -415,3 +415,28 @@ def test_train_from_config_runs_a_yaml_experiment_end_to_end(tmp_path):
     x = torch.zeros(2, 1, 16, 16)
     assert model.eps(x, torch.tensor([1, 50]), None).shape == x.shape
     assert diffusion.timesteps == 100
+
+
+def test_a_second_writer_on_a_run_folder_is_refused_and_its_files_are_left_alone(tmp_path,
+                                                                                capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cdae.files import FolderLock; "
+         "lock = FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+         str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_flight = tmp_path / ".last.pt.abc123.tmp"  # the running process's save in progress
+        in_flight.write_bytes(b"partial")
+        config = tmp_path / "tiny.yaml"
+        config.write_text(yaml.safe_dump(tiny_config().to_dict()))
+        for extra in ([], ["--resume"]):
+            assert main(["train", str(config), "--out", str(tmp_path), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"in use by process {holder.pid}" in err and "choose another" in err, err
+        assert in_flight.read_bytes() == b"partial"  # not taken for a killed save's leftover
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed: the OS released its lock), so the folder is free again
+    Trainer(tiny_config(steps=1), tmp_path, dataset=tiny_dataset(), progress=False).fit()
+    assert not in_flight.exists()

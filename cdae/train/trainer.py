@@ -29,7 +29,7 @@ from cdae.checkpoint import (
 )
 from cdae.config import ConfigError, ExperimentConfig, save_config
 from cdae.ema import EMA
-from cdae.files import atomic_path, remove_stale_temporaries
+from cdae.files import FolderLock, atomic_path, remove_stale_temporaries
 from cdae.models import build_model_and_diffusion
 from cdae.train.batches import EPOCH_STRIDE, BatchOrder
 from cdae.train.build import build_training_dataset, check_dataset
@@ -112,6 +112,20 @@ class Trainer:
         rank, world, dev = init_distributed(device or tc.device)
         set_threads(tc.threads, world)
         self.runtime = Runtime(dev, rank, world, pick_amp(tc.amp, dev), bool(tc.channels_last))
+        # one writer per run folder: a second run or --resume on it is refused, naming the first
+        self._lock = FolderLock(self.out_dir, "run folder")
+        if self.runtime.is_main:
+            self._lock.acquire()
+        try:
+            self._setup(resume, dataset)
+        except BaseException:
+            self._lock.release()  # a run that cannot start holds nothing
+            raise
+
+    def _setup(self, resume: bool, dataset: Any) -> None:
+        """The rest of ``__init__``, under the run folder's lock."""
+        config, tc = self.config, self.config.train
+        rank, world, dev = self.runtime.rank, self.runtime.world_size, self.runtime.device
         state = self._existing_checkpoint(resume)
         self.dataset = dataset if dataset is not None else build_training_dataset(
             config, _normalizer(state))
@@ -153,6 +167,7 @@ class Trainer:
         tc, main = self.config.train, self.runtime.is_main
         target = tc.steps if until is None else min(until, tc.steps)
         if main:
+            self._lock.acquire()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir / "config.yaml")
         log = RunLog(self.out_dir / "log.csv", keep_up_to=self.step) if main else None
@@ -181,6 +196,7 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+            self._lock.release()
         if stopped:
             raise TrainingInterrupted(self.step, self.checkpoint_path)
         return self.checkpoint_path
