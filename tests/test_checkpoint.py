@@ -224,6 +224,18 @@ def test_export_never_overwrites_its_source_or_another_file_without_force(run, c
     assert read_manifest(run.parent)["small.pt"]["sha256"] == file_digest(target)
 
 
+def test_resume_from_an_exported_checkpoint_says_what_the_file_is(run, tmp_path, capsys):
+    folder = tmp_path / "from_export"
+    folder.mkdir()
+    export_checkpoint(run, folder / "last.pt")
+    before = (folder / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match=r"exported \(inference-only\).*step 2"):
+        Trainer(tiny_config(steps=4), folder, resume=True, dataset=tiny_dataset())
+    assert (folder / "last.pt").read_bytes() == before
+    Trainer(tiny_config(steps=4), run.parent, resume=True, dataset=tiny_dataset(),
+            progress=False).fit()  # the run's own last.pt resumes
+
+
 def test_a_failed_manifest_write_leaves_checkpoint_and_manifest_as_they_were(run, monkeypatch):
     target = run.parent / "small.pt"
     export_checkpoint(run, target)

@@ -301,6 +301,12 @@ class Trainer:
                 "to continue it, or choose another output folder"
             )
         state = load_checkpoint(path)
+        if "exported_from_step" in state or "optimizer" not in state:
+            raise RunExistsError(
+                f"{path} is an exported (inference-only) checkpoint, made by `cdae export` from "
+                f"step {state.get('exported_from_step', state.get('step', '?'))}: it has the "
+                "averaged weights but no optimiser state, so training cannot resume from it. "
+                "Resume from the run's own last.pt, or train into another folder (--out)")
         changed = config_differences(state["config"].get("train"),
                                      self.config.to_dict()["train"], "train")
         if changed and self.runtime.is_main:
