@@ -1,5 +1,7 @@
 # Two commands for a fresh machine (see README):
-#   make quickstart   install, then run the main job and write its figures to figures/
+#   make quickstart   install, then run the main job and write its figures to runs/figures/
+#   (make figures     refresh the committed figures/ on purpose: the main job in full mode, and the
+#                     browser test's screenshot of the explorer)
 #   make test         install, then run the whole test suite (unit tests + every notebook via nbval)
 #
 # torch is installed first and pinned, so that pip never resolves an unpinned torch to a
@@ -37,4 +39,6 @@ lint: install
 	$(BIN)/ruff check cdae tests benchmarks notebooks
 	$(BIN)/nbstripout --keep-count --verify notebooks/*.ipynb
 
-figures: quickstart
+figures: install
+	CDAE_FIGURES_DIR=$(CURDIR)/figures $(BIN)/python -m cdae quickstart
+	CDAE_FIGURES_DIR=$(CURDIR)/figures $(BIN)/python -m pytest -q tests/test_browser.py

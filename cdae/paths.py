@@ -36,8 +36,11 @@ def data_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    """Folder where figures are saved (``CDAE_FIGURES_DIR``); created on demand."""
-    path = _env_path("CDAE_FIGURES_DIR", repo_root() / "figures")
+    """Folder where figures are saved (``CDAE_FIGURES_DIR``, default ``runs/figures``, ignored
+    by git); created on demand. The committed figures in ``figures/`` change only when someone
+    asks for it (``make figures`` sets ``CDAE_FIGURES_DIR=figures``), never as a side effect of
+    the quickstart or the tests."""
+    path = _env_path("CDAE_FIGURES_DIR", repo_root() / "runs" / "figures")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

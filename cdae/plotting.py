@@ -1,4 +1,5 @@
-"""Shared plotting helpers: one figure style, image grids, and saving figures to ``figures/``."""
+"""Shared plotting helpers: one figure style, image grids, and saving figures to
+:func:`cdae.paths.figures_dir`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def use_style() -> None:
 
 
 def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
-    """Save ``fig`` as ``figures/<name>.png`` (tight bounding box) and return the path."""
+    """Save ``fig`` as ``<figures_dir()>/<name>.png`` (tight bounding box); return the path."""
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path

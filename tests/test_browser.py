@@ -1,7 +1,8 @@
 """Notebook 07 in a real browser: JupyterLab on a free local port, headless Chromium driven by
 Playwright. The notebook is run, the explorer must render as widgets (not "Loading widget..."
 or a text repr), a dragged slider must change the counterfactual image, and a screenshot of the
-explorer is saved to ``figures/07_explorer_browser.png``.
+explorer is saved to ``<figures_dir()>/07_explorer_browser.png`` (``make figures`` refreshes the
+committed one in ``figures/``).
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``; ``.ci/run`` installs it) and the
 ``playwright`` package (the ``dev`` extra); Playwright's own browser downloads are never used.
