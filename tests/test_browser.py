@@ -86,8 +86,10 @@ def page(tmp_path):
     except ImportError as exc:
         pytest.fail(f"playwright is not installed ({exc}); pip install -e '.[dev]'")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` "
-                    "(.ci/run does) or set CDAE_CHROMIUM to a Chromium executable")
+        # a user's machine may have no browser: skip there; CI (.ci/run installs one) must run it
+        missing = pytest.fail if os.environ.get("CI", "").lower() in ("1", "true") else pytest.skip
+        missing(f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` "
+                "(.ci/run does) or set CDAE_CHROMIUM to a Chromium executable")
     with sync_playwright() as playwright:
         try:
             context = playwright.chromium.launch_persistent_context(
