@@ -104,3 +104,22 @@ def test_graph_spec_from_graph_dict_file_or_search(tmp_path):
     assert found.to_dict() == graph.to_dict()
     with pytest.raises(FileNotFoundError, match="no graph given"):
         load_graph_spec(None, [tmp_path / "a"])
+
+
+def test_a_folder_with_a_manifest_is_verified_before_it_is_used(tmp_path):
+    from cdae.data.verify import DatasetIntegrityError
+    from cdae.files import file_digest
+
+    write_folder(tmp_path, 6, mode="L", split="yes")
+    (tmp_path / "graph.json").write_text(json.dumps(GRAPH_SPEC))
+    listed = ["labels.csv", "graph.json", *(f"img_{i}.png" for i in range(6))]
+    (tmp_path / "MANIFEST.sha256").write_text(
+        "".join(f"{file_digest(tmp_path / name)}  {name}\n" for name in listed))
+    assert len(build_dataset("folder", "train", root=tmp_path)) == 3  # intact: used
+    table = pd.read_csv(tmp_path / "labels.csv")
+    table.loc[0, "size"] = 5.0  # one edited label
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(DatasetIntegrityError, match=r"sha256 mismatch for labels.csv.*delete"):
+        build_dataset("folder", "train", root=tmp_path)
+    (tmp_path / "MANIFEST.sha256").unlink()  # the edit made on purpose: used as it is
+    assert len(build_dataset("folder", "train", root=tmp_path)) == 3

@@ -324,5 +324,6 @@ def _build_folder(
     if root is None:
         raise ValueError("the 'folder' dataset needs root=<folder with your images and "
                          f"{labels_file}>")
+    check_dataset_root("folder", root, [])
     images, labels, causal_graph = read_image_folder(root, split, graph, labels_file, limit)
     return _make(images, labels, causal_graph, None, **kwargs)

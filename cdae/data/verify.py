@@ -5,7 +5,9 @@ differ from it (an edited CSV row, a truncated image file) is refused, since its
 label normaliser fitted on them, would silently change. A folder without a manifest is checked
 against the published checksums of the Deep SCM Morpho-MNIST files
 (:data:`cdae.data.deepscm.CHECKSUMS`) when it is meant to hold them; anything else is used with
-a warning that it could not be verified.
+a warning that it could not be verified. A ``folder`` dataset (your own images and labels) is
+verified against a ``MANIFEST.sha256`` beside its labels when it has one (``sha256sum``'s format:
+``<sha256>  <path>`` per line), and used as it is otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from cdae.data.deepscm import CHECKSUMS
 from cdae.files import checksum
 
 MANIFEST = "MANIFEST.sha256"
-_REGENERATE = {"morphomnist": "python -m cdae data morphomnist --out {folder}",
-               "pendulum": "python -m cdae data pendulum --out {folder} --overwrite"}
+_REGENERATE = {"morphomnist": "Regenerate it with `python -m cdae data morphomnist --out {folder}`",
+               "pendulum": "Regenerate it with `python -m cdae data pendulum --out {folder} "
+                           "--overwrite`",
+               "folder": "Restore the original files"}
 
 
 class DatasetIntegrityError(ValueError):
@@ -27,7 +31,8 @@ class DatasetIntegrityError(ValueError):
 
 def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
                        deepscm: bool = False) -> None:
-    """Verify ``folder`` (a ``"morphomnist"`` or ``"pendulum"`` dataset) before it is read.
+    """Verify ``folder`` (a ``"morphomnist"``, ``"pendulum"`` or ``"folder"`` dataset) before it
+    is read.
 
     Args:
         kind: which generator wrote it; says how to regenerate it.
@@ -44,13 +49,15 @@ def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
     if (folder / MANIFEST).is_file():
         problems = _manifest_problems(kind, folder)
         if problems:
-            command = _REGENERATE[kind].format(folder=folder)
+            fix = _REGENERATE[kind].format(folder=folder)
             raise DatasetIntegrityError(
                 f"the dataset at {folder} does not match its {MANIFEST}: {'; '.join(problems)}. "
-                f"It was edited or corrupted after it was written. Regenerate it with `{command}`"
-                f", or, to use the edited files on purpose, delete {folder / MANIFEST}"
+                f"It was edited or corrupted after it was written. {fix}, or, to use the edited "
+                f"files on purpose, delete {folder / MANIFEST}"
             )
         return
+    if kind == "folder":
+        return  # your own data: nothing to compare it with
     known = [name for name in split_files if deepscm and name in CHECKSUMS]
     changed = [name for name in known if checksum(folder / name, CHECKSUMS[name][0])
                != CHECKSUMS[name][1]]
@@ -69,6 +76,10 @@ def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
 
 
 def _manifest_problems(kind: str, folder: Path) -> list[str]:
+    if kind == "folder":
+        from cdae.data.cache import verify_manifest
+
+        return verify_manifest(folder)
     if kind == "pendulum":
         from cdae.data.pendulum import verify_dataset
 
