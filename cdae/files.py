@@ -79,18 +79,24 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def check_writable(path: str | os.PathLike, what: str = "output") -> None:
-    """Raise ``OSError`` naming ``path`` unless a file can be written there; tested by creating
-    (and removing) a temporary file beside it, so a long computation never ends unable to save.
-    """
+def check_writable(path: str | os.PathLike, what: str = "output",
+                   reserve: int = 1 << 20) -> None:
+    """Raise ``OSError`` naming ``path`` unless a file can be written there; tested by writing
+    ``reserve`` bytes (1 MiB) to a temporary file beside it and removing it, so a long
+    computation never ends unable to save (an empty file is created even on a full disk)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, f"{what} {path} is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp") as probe:
+            probe.write(bytes(reserve))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise write_error(path, exc) from exc
         raise OSError(exc.errno, f"cannot write {what} {path} ({exc.strerror or exc}); choose "
                                  "another path") from exc
 

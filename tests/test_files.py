@@ -1,5 +1,6 @@
 """Atomic writes keep the old file on failure; the cache lock serialises concurrent builders."""
 
+import errno
 import multiprocessing
 import os
 import tempfile
@@ -95,3 +96,34 @@ def test_check_writable_refuses_folders_and_impossible_paths_before_any_work(tmp
     assert main(["evaluate", str(tmp_path / "missing.pt"), "--json",
                  str(tmp_path / "a_file" / "report.json")]) == 2
     assert "cannot write --json file" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_found_before_the_work_not_after(tmp_path, monkeypatch):
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)  # the probe's bytes do not fit
+    with pytest.raises(OSError, match=r"no space left on the device to write .*report.json"):
+        check_writable(tmp_path / "report.json", "--json file")
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+
+
+def test_a_log_row_that_does_not_fit_is_cut_off_and_the_message_names_the_file(tmp_path,
+                                                                              monkeypatch):
+    from cdae.train import runlog
+
+    log = runlog.RunLog(tmp_path / "log.csv")
+    log.write({"step": 1, "loss": 0.5})
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runlog.os, "write", half_then_full)
+    with pytest.raises(OSError, match=r"no space left on the device to write .*log.csv"):
+        log.write({"step": 2, "loss": 0.4})
+    monkeypatch.undo()
+    log.close()  # no second error from closing
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["step", "1"]  # no half row

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +16,8 @@ COLUMNS = ("step", "loss", "mse", "kl_u", "kl_z", "mech", "gamma", "grad_decoder
 
 
 class RunLog:
-    """Appends rows to a CSV file, flushing each, so a crash loses at most the row being written.
+    """Appends rows to a CSV file, one ``write`` call each, so a crash loses at most the row being
+    written; a row that fails half-way (a full disk) is cut off again, never left half-written.
 
     Rows for steps after ``keep_up_to`` are dropped (atomically) when the file is opened: on a
     resume those steps are trained again and would otherwise appear twice; a fresh run
@@ -32,8 +35,7 @@ class RunLog:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(kept)
-        self._handle = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
-        self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def _rows_up_to(self, step: int) -> list[dict[str, str]]:
         if not self.path.is_file():
@@ -45,14 +47,26 @@ class RunLog:
 
     def write(self, row: Mapping[str, float]) -> None:
         """Append one row (missing columns are left empty)."""
+        text = io.StringIO(newline="")
+        csv.DictWriter(text, fieldnames=COLUMNS).writerow(
+            {key: _fmt(row.get(key)) for key in COLUMNS})
+        data, fd = text.getvalue().encode(), self._fd
+        if fd is None:
+            raise ValueError(f"{self.path} is closed")
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
-            self._writer.writerow({key: _fmt(row.get(key)) for key in COLUMNS})
-            self._handle.flush()
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # no half row for the next reader
             raise write_error(self.path, exc) from exc
 
     def close(self) -> None:
-        self._handle.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 def _fmt(value: float | None) -> str:
