@@ -36,7 +36,7 @@ def _cmd_data_morphomnist(args: argparse.Namespace) -> int:
 
     generate_dataset(
         args.out, mnist_dir=args.mnist_dir, limit=args.limit, seed=args.seed,
-        draws_per_digit=args.draws_per_digit, workers=args.workers,
+        draws_per_digit=args.draws_per_digit, workers=args.workers, overwrite=args.overwrite,
     )
     return 0
 
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attribute draws (images) per base digit")
     morpho.add_argument("--workers", type=int, default=None,
                         help="processes for generation (default: all cores)")
+    morpho.add_argument("--overwrite", action="store_true",
+                        help="replace an existing Morpho-MNIST dataset in --out")
     morpho.set_defaults(func=_cmd_data_morphomnist)
 
     pendulum = datasets.add_parser("pendulum", help="render the CausalVAE Pendulum dataset")

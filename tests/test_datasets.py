@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import warnings
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from offline import MNIST_REASON, full_mnist_dir, needs_full_mnist
 from PIL import Image
 
 from cdae.data import datasets
@@ -253,8 +255,8 @@ def test_deepscm_test_split_builds():
 @pytest.mark.skipif(not _has("cdae.data.morphomnist"),
                     reason="needs cdae.data.morphomnist")
 def test_generated_morphomnist_builds_from_the_cache(tmp_path, monkeypatch):
-    if not os.environ.get("CDAE_MNIST_DIR"):
-        pytest.skip("needs CDAE_MNIST_DIR for the MNIST test digits")
+    if full_mnist_dir() is None:
+        pytest.skip(MNIST_REASON)
     monkeypatch.setenv("CDAE_DATA_DIR", str(tmp_path))
     kwargs = {"limit": 12, "workers": 1, "progress": False}
     splits = build_splits("morphomnist", generate_kwargs=kwargs)
@@ -293,7 +295,7 @@ def edit_first_row(csv_path: Path, column: str, value: float) -> None:
     table.to_csv(csv_path, index=False)
 
 
-@pytest.mark.skipif(not os.environ.get("CDAE_MNIST_DIR"), reason="needs CDAE_MNIST_DIR")
+@needs_full_mnist
 def test_an_edited_dataset_root_is_refused_by_its_manifest(tmp_path, capsys):
     from cdae.cli import main
     from cdae.data.morphomnist import tutorial_root
@@ -306,7 +308,15 @@ def test_an_edited_dataset_root_is_refused_by_its_manifest(tmp_path, capsys):
         build_dataset("morphomnist", "test", root=root)
     assert main(["evaluate", str(pretrained_dir() / "morphomnist_small.pt"), "--data", str(root),
                  "--n", "2", "--steps", "1"]) == 2
-    assert "does not match its MANIFEST.sha256" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not match its MANIFEST.sha256" in err
+    # the hint rebuilds the folder as it was (its args.json), not the default set
+    args = json.loads((root / "args.json").read_text())
+    assert (f"data morphomnist --out {root} --seed {args['seed']} --limit {args['limit']} "
+            f"--draws-per-digit {args['draws_per_digit']} --overwrite") in err
+    # and the command refuses to replace a dataset without --overwrite
+    assert main(["data", "morphomnist", "--out", str(root), "--limit", "2", "--workers", "1"]) == 2
+    assert "already holds a Morpho-MNIST dataset" in capsys.readouterr().err
     (root / "MANIFEST.sha256").unlink()  # a folder without a manifest: used, with a note
     with pytest.warns(UserWarning, match="could not be verified"):
         assert build_dataset("morphomnist", "test", root=root).labels_natural.loc[

@@ -52,8 +52,9 @@ def check_replaceable(out: Path, title: str, belongs: Callable[[str], bool],
         raise ValueError(f"{out} is not a {title} dataset folder: {what}. The whole folder is "
                          "replaced on generation, so choose an empty or new folder.")
     if not overwrite:
-        raise FileExistsError(f"{out} already holds a {title} dataset; pass overwrite=True to "
-                              "replace it, or use load_or_generate() to reuse it")
+        raise FileExistsError(f"{out} already holds a {title} dataset; pass overwrite=True "
+                              "(--overwrite) to replace it, or use load_or_generate() to reuse "
+                              "it")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ verified against a ``MANIFEST.sha256`` beside its labels when it has one (``sha2
 
 from __future__ import annotations
 
+import contextlib
+import json
 import warnings
 from pathlib import Path
 
@@ -19,10 +21,25 @@ from cdae.data.deepscm import CHECKSUMS
 from cdae.files import checksum
 
 MANIFEST = "MANIFEST.sha256"
-_REGENERATE = {"morphomnist": "Regenerate it with `python -m cdae data morphomnist --out {folder}`",
-               "pendulum": "Regenerate it with `python -m cdae data pendulum --out {folder} "
-                           "--overwrite`",
+_REGENERATE = {"morphomnist": "Regenerate it with `python -m cdae data morphomnist --out {folder}"
+                              "{arguments} --overwrite`",
+               "pendulum": "Regenerate it with `python -m cdae data pendulum --out {folder}"
+                           "{arguments} --overwrite`",
                "folder": "Restore the original files"}
+#: The generator arguments a folder records (args.json / dataset.json), as command-line flags.
+_FLAGS = {"seed": "--seed", "limit": "--limit", "draws_per_digit": "--draws-per-digit"}
+
+
+def regenerate_hint(kind: str, folder: Path) -> str:
+    """How to rebuild ``folder`` with the arguments it was generated with (as far as it says)."""
+    recorded: dict = {}
+    for name in ("args.json", "dataset.json"):
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads((folder / name).read_text())
+            break
+    arguments = "".join(f" {flag} {recorded[key]}" for key, flag in _FLAGS.items()
+                        if recorded.get(key) is not None)
+    return _REGENERATE[kind].format(folder=folder, arguments=arguments)
 
 
 class DatasetIntegrityError(ValueError):
@@ -49,7 +66,7 @@ def check_dataset_root(kind: str, folder: str | Path, split_files: list[str],
     if (folder / MANIFEST).is_file():
         problems = _manifest_problems(kind, folder)
         if problems:
-            fix = _REGENERATE[kind].format(folder=folder)
+            fix = regenerate_hint(kind, folder)
             raise DatasetIntegrityError(
                 f"the dataset at {folder} does not match its {MANIFEST}: {'; '.join(problems)}. "
                 f"It was edited or corrupted after it was written. {fix}, or, to use the edited "

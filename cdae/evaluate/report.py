@@ -292,7 +292,8 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
 
     if json_out is not None:  # before the work, so that its results are never lost
         check_writable(json_out, "--json file")
-    config = EvaluationConfig(n=n or (16 if smoke_mode() else 256), steps=steps,
+    default_n = 16 if smoke_mode() else 256
+    config = EvaluationConfig(n=default_n if n is None else n, steps=steps,
                               protocol=protocol, tables=tables_wanted)
     device = pick_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(checkpoint, device=device)

@@ -55,6 +55,7 @@ def generate_dataset(
     draws_per_digit: int = 1,
     workers: int | None = None,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> Path:
     """Generate Causal Morpho-MNIST (train and t10k) into ``out``; returns ``out``.
 
@@ -64,11 +65,13 @@ def generate_dataset(
         limit: at most this many base digits per split (a seeded random subset).
         seed: same seed, byte-identical files. draws_per_digit: images per base digit.
         workers: processes for rendering (None: all cores); does not change the output.
+        overwrite: replace a Morpho-MNIST dataset already in ``out`` (else ``FileExistsError``;
+            the command line's default, so that ``--overwrite`` is needed, as for Pendulum).
     """
     _check_generation_args(mnist_dir, limit, seed, draws_per_digit, workers)
     out = Path(out)
     cache.check_replaceable(out, "Morpho-MNIST", _dataset_file_names().__contains__,
-                            markers=(MANIFEST, ARGS))
+                            markers=(MANIFEST, ARGS), overwrite=overwrite)
     digits = {split: base_digits(split, mnist_dir) for split in SPLIT_PREFIX}
     with cache.building(out) as tmp:
         counts = {
