@@ -42,6 +42,8 @@ TABLES = {
     "effectiveness": ["measured_by", "intervened", "variable", "metric", "value", "value_all",
                       "floor", "n", "unmeasured"],
     "floor": ["measured_by", "variable", "metric", "value", "value_all", "n", "unmeasured"],
+    "off_joint": ["measured_by", "intervened", "off_joint", "variable", "metric", "value",
+                  "value_all", "n", "unmeasured"],
     "true_error": ["intervened", "metric", "value", "identity", "n"],
     "composition": ["cycles", "metric", "value", "n"],
     "reversibility": ["intervened", "metric", "value", "n"],
@@ -207,6 +209,30 @@ def test_pendulum_oracle_re_renders_and_measures():
     assert error["pendulum_angle"] < 0.5 and error["light_angle"] < 0.5
 
 
+def test_off_joint_distance_is_the_mechanism_noise_in_sds_and_bins_cover_every_request():
+    from cdae.data.morphomnist import MorphoSCM
+    from cdae.evaluate.distance import NO_SUPPORT, bin_labels, distance_bins
+
+    scm = MorphoSCM()
+    thickness = np.array([2.5, 2.5, 1.5, 4.0, 2.0])
+    noise = np.array([0.0, 0.4, -1.2, 2.7, 0.0])
+    labels = pd.DataFrame({"thickness": thickness,
+                           "intensity": scm.intensity_from(thickness, noise)})
+    labels.loc[4, "intensity"] = 255.0  # no noise can reach the ceiling: no support
+    k = MorphoOracle.off_joint(None, labels)
+    np.testing.assert_allclose(k[:4], np.abs(noise[:4]) / 0.5, atol=1e-6)
+    assert np.isinf(k[4])
+    assert list(distance_bins(k)) == ["k < 1", "k < 1", "2 ≤ k < 3", "k ≥ 5", NO_SUPPORT]
+    assert list(distance_bins(np.array([0.999, 1.0, 2.5, 4.9, np.nan]))) == [
+        "k < 1", "1 ≤ k < 2", "2 ≤ k < 3", "3 ≤ k < 5", NO_SUPPORT]
+    assert len(bin_labels()) == 6
+    # Pendulum: shadows are the geometry of the angles (k = 0) or have no support at all
+    scenes = pd.DataFrame(pendulum_labels(np.array([-20.0, 10.0]), np.array([70.0, 120.0])))
+    assert list(PendulumOracle(labels=scenes).off_joint(scenes)) == [0.0, 0.0]
+    scenes.loc[1, "shadow_length"] += 1.0
+    assert list(PendulumOracle(labels=scenes).off_joint(scenes)) == [0.0, np.inf]
+
+
 def test_oracles_are_a_registration(monkeypatch, root):
     made = MorphoOracle(split=oracle_for("morphomnist", root).split)
     monkeypatch.setitem(ORACLES, "toy", lambda folder, options: made)
@@ -238,6 +264,13 @@ def test_perfect_stand_in_scores_zero_error_and_oracle_level_effectiveness(
     oracle = report.tables["effectiveness"].query("measured_by == 'oracle'")
     # the true counterfactual shows its targets as well as real images show their labels
     assert (abs(oracle["value"] - oracle["floor"]) < 0.1 * (1 + oracle["floor"])).all()
+    # in every bin of the distance from the joint, and the bins hold every request once
+    binned = report.tables["off_joint"].query("measured_by == 'oracle'")
+    for name, rows in binned.groupby("intervened"):
+        per_bin = rows.groupby("off_joint")["n"].first()
+        assert per_bin.sum() == report.meta["n"], name
+    intensity = binned.query("intervened == 'intensity' and variable == 'intensity'")
+    assert (intensity["value"] < 5.0).all(), intensity
     identity = identity_report.tables["effectiveness"]
     for name in ("thickness", "intensity"):
         perfect = value(oracle, intervened=name, variable=name)
@@ -403,3 +436,11 @@ def test_unmeasurable_counterfactuals_count_as_failures_in_value_all():
     assert row.loc["digit", "value"] == 1.0
     assert row.loc["digit", "value_all"] == pytest.approx(2 / 3)
     assert (table["unmeasured"] == 1).all()
+
+
+def test_evaluate_refuses_n_below_two_instead_of_using_the_default(capsys):
+    from cdae.cli import main
+    from cdae.paths import pretrained_dir
+
+    assert main(["evaluate", str(pretrained_dir() / "morphomnist_small.pt"), "--n", "0"]) == 2
+    assert "n must be at least 2 test images, got 0" in capsys.readouterr().err
