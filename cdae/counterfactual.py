@@ -176,10 +176,7 @@ class CounterfactualModel:
         return None, labels.to(self.device, torch.float32)
 
     def _eps_fn(self, z: Tensor, guidance: float | None) -> Callable[[Tensor, Tensor], Tensor]:
-        if guidance is not None and not (isinstance(guidance, numbers.Real)
-                                         and math.isfinite(guidance)):
-            raise ValueError(f"guidance must be a finite number (the weight w of "
-                             f"classifier-free guidance) or None, got {guidance!r}")
+        _check_guidance(guidance)
         cond = self.model.label_features(z) if not self.has_encoder else z
         if guidance is None:
             return lambda x_t, t: self.model.eps(x_t, t, cond)
@@ -251,6 +248,10 @@ class CounterfactualModel:
         ``clip_x0`` clips each step's estimate of the clean image to [-1, 1]: it stabilises
         sampling from pure noise, but decoding an inverted x_T is exact only without it.
         """
+        for name, tensor in (("x_T", x_T), ("z", z)):
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"decode() got {name} with NaN or infinite values; every image "
+                                 f"decoded from it would be NaN. Check where {name} came from")
         out = self.diffusion.ddim_sample(self._eps_fn(z, guidance), x_T, steps=steps, eta=eta,
                                          generator=generator, clip_x0=clip_x0)
         return out.clamp(-1.0, 1.0)
@@ -312,8 +313,9 @@ class CounterfactualModel:
             inversion_iters: fixed-point refinements per inversion step (more exact, slower).
         """
         x = self._check_images(x)
+        _check_guidance(guidance)  # a bad guidance or do() is refused before the inversion
         u, z = self._encode(x, labels)
-        z_cf = self.intervene(u, z, do, clamp)  # a bad do() is refused before the inversion
+        z_cf = self.intervene(u, z, do, clamp)
         x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
         return self._prediction(Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction),
                                 z_cf, do, guidance, steps)
@@ -338,6 +340,9 @@ class CounterfactualModel:
         if not self.has_encoder:
             raise ValueError("sample() needs a latent SCM; for the label-conditional baseline call "
                              "decode(torch.randn(...), labels)")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"sample(n) needs a positive whole number of images, got {n!r}")
+        _check_guidance(guidance)
         do = dict(_check_do(do or {}))
         for name, n_classes in self.graph.categorical.items():
             if name not in do and not self.graph.parents(name):
@@ -348,6 +353,13 @@ class CounterfactualModel:
         images = self.decode(x_T.to(self.device), z, steps, guidance, clip_x0=clip_x0)
         labels = self.to_frame(self.read_labels(z))
         return CounterfactualResult(images=images, factual=labels, counterfactual=labels, do=do)
+
+
+def _check_guidance(guidance: Any) -> None:
+    if guidance is not None and not (isinstance(guidance, numbers.Real)
+                                     and math.isfinite(guidance)):
+        raise ValueError(f"guidance must be a finite number (the weight w of classifier-free "
+                         f"guidance) or None, got {guidance!r}")
 
 
 def _check_do(do: Any) -> Mapping[str, Any]:

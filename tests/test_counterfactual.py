@@ -211,3 +211,22 @@ def test_bad_do_is_refused_before_the_abduction(cf_model, images, monkeypatch):
     monkeypatch.setattr(cf_model, "abduct_noise", fail)
     with pytest.raises(ValueError, match="outside the range"):
         cf_model.counterfactual(images, {"thickness": 40.0}, steps=2)
+
+
+def test_bad_guidance_sample_size_and_nan_noise_are_refused_before_any_work(cf_model, images,
+                                                                           monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the inversion ran for a request that must be refused")
+
+    monkeypatch.setattr(cf_model, "abduct_noise", fail)
+    with pytest.raises(ValueError, match="guidance must be a finite number"):
+        cf_model.counterfactual(images, do={}, steps=2, guidance=float("nan"))
+    monkeypatch.undo()
+    for n in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive whole number of images"):
+            cf_model.sample(n, steps=2)
+    z = cf_model.encode(images)[1]
+    x_T = torch.randn_like(images)
+    x_T[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x_T with NaN or infinite values"):
+        cf_model.decode(x_T, z, steps=2)
