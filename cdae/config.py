@@ -173,7 +173,10 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist (see configs/ for examples)")
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
+                          "as UTF-8, or check that it is the YAML config you meant") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     needs = (f"a config needs the sections {', '.join(FILE_SECTIONS)} (the dataset, the network, "

@@ -91,7 +91,17 @@ def _check_export_target(source: Path, target: Path, force: bool) -> None:
 def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """``{file name: entry}`` from ``folder/MANIFEST.json`` (empty when there is none)."""
     path = Path(folder or pretrained_dir()) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable manifest ({exc}); restore it with `git "
+                         f"checkout -- {path.name}` in its folder, or delete it") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} holds a JSON {type(manifest).__name__}, not the manifest's "
+                         "{file: entry} mapping; restore it with `git checkout`")
+    return manifest
 
 
 def manifest_sha256(path: str | os.PathLike) -> str | None:

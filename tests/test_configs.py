@@ -37,3 +37,24 @@ def test_the_baselines_share_the_shipped_recipe():
         baseline = load_config(CONFIG_DIR / f"{name}.yaml")
         assert baseline.train == shipped.train and baseline.data == shipped.data, name
         assert baseline.model == shipped.model, name  # only the model kind differs
+
+
+def test_a_config_that_is_not_utf8_text_is_a_message(tmp_path, capsys):
+    from cdae.cli import main
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "Traceback" not in err
+
+
+def test_an_unreadable_pretrained_manifest_is_a_message_naming_it(tmp_path):
+    from cdae.pretrained import read_manifest
+
+    (tmp_path / "MANIFEST.json").write_text('{"morphomnist_small.pt": {"sha256": ')
+    with pytest.raises(ValueError, match=r"MANIFEST.json is not a readable manifest.*checkout"):
+        read_manifest(tmp_path)
+    (tmp_path / "MANIFEST.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds a JSON list"):
+        read_manifest(tmp_path)
