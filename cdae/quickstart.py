@@ -9,6 +9,8 @@ for reading; the notebooks in ``notebooks/`` stay stripped.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +54,7 @@ def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600,
     import nbformat
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
     from tqdm.auto import tqdm
 
     notebook = nbformat.read(path, as_version=4)
@@ -72,10 +75,15 @@ def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600,
     kernel = (KernelManager(kernel_name="python3", transport="ipc",
                             ip=os.path.join(sockets.name, "kernel"))  # absolute: the kernel
               if os.name == "posix" else KernelManager(kernel_name="python3"))  # runs elsewhere
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed_path = out_dir / path.name
     try:
         NotebookClient(notebook, km=kernel, timeout=timeout_s, kernel_name="python3",
                        on_cell_executed=executed,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+    except CellExecutionError as exc:
+        nbformat.write(notebook, executed_path)  # the full traceback is kept there
+        raise NotebookFailed(path.name, _last_error_line(exc), executed_path) from None
     finally:
         bar.close()
         sockets.cleanup()
@@ -83,10 +91,23 @@ def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600,
             os.environ.pop("CDAE_SMOKE", None)
         else:
             os.environ["CDAE_SMOKE"] = env_backup
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed_path = out_dir / path.name
     nbformat.write(notebook, executed_path)
     return executed_path
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook's cell raised: the error's last line and where the full traceback is."""
+
+    def __init__(self, name: str, error: str, executed: Path) -> None:
+        super().__init__(f"{name} stopped with {error}\n  (the executed copy {executed} holds "
+                         "the full traceback)")
+
+
+def _last_error_line(exc: Exception) -> str:
+    """``ename: evalue`` of a cell error, without the ANSI colours of the traceback."""
+    name, value = getattr(exc, "ename", ""), getattr(exc, "evalue", "")
+    text = f"{name}: {value}" if name else str(exc).strip().splitlines()[-1]
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def run_quickstart(smoke: bool = False) -> int:
@@ -96,7 +117,11 @@ def run_quickstart(smoke: bool = False) -> int:
     for name in QUICKSTART_NOTEBOOKS:
         start = time.perf_counter()
         print(f"running {name} ({'smoke' if smoke else 'full'} mode) ...", flush=True)
-        executed = run_notebook(notebooks_dir / name, out_dir, smoke=smoke)
+        try:
+            executed = run_notebook(notebooks_dir / name, out_dir, smoke=smoke)
+        except NotebookFailed as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
         print(f"  done in {time.perf_counter() - start:.0f} s -> {executed}", flush=True)
     figures = sorted(figures_dir().glob("*.png"))
     print(f"{len(figures)} figures in {figures_dir()}")

@@ -92,3 +92,23 @@ def test_run_notebook_counts_cells_relays_warnings_and_keeps_the_kernel_quiet(tm
     assert "tiny.ipynb, cell 2: " in terminal and "UserWarning: the sample stands in" in terminal
     assert "2/2" in terminal  # the progress bar counted both code cells
     assert "eavesdropping" not in terminal  # no unencrypted-TCP warning from the kernel
+
+
+def test_a_failing_notebook_is_one_line_and_keeps_its_traceback_in_the_executed_copy(tmp_path):
+    import nbformat
+
+    from cdae.quickstart import NotebookFailed, run_notebook
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def load():\n    raise ValueError('the sample is damaged')"),
+        nbformat.v4.new_code_cell("load()"),
+    ])
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(notebook, path)
+    with pytest.raises(NotebookFailed) as info:
+        run_notebook(path, tmp_path / "out", smoke=True, progress=False)
+    message = str(info.value)
+    assert message.startswith("broken.ipynb stopped with ValueError: the sample is damaged")
+    assert "Traceback" not in message and len(message.splitlines()) == 2
+    executed = nbformat.read(tmp_path / "out" / "broken.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for o in executed.cells[1].outputs)
