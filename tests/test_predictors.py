@@ -131,3 +131,20 @@ def test_shipped_evaluators_are_used_verified_and_never_retrained(tmp_path, monk
     shipped.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="git checkout -- .*toy/predictor-"):
         evaluators._load_or_train("predictor", "toy", train, 2, 0, False, cache)
+
+
+def test_a_foreign_file_in_the_evaluator_cache_is_named_and_never_unpickled(tmp_path):
+    import pickle
+
+    class Payload:  # code a pickle would run
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    foreign = tmp_path / "predictor-foreign.pt"
+    torch.save({"weights": Payload()}, foreign)
+    with pytest.raises(ValueError, match=r"not an evaluator saved by cdae.*delete it") as info:
+        AntiCausalPredictor.load(foreign)
+    assert "weights_only" not in str(info.value)
+    (tmp_path / "junk.pt").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ValueError, match="not an evaluator saved by cdae"):
+        AntiCausalPredictor.load(tmp_path / "junk.pt")

@@ -14,6 +14,7 @@ Images: ``uint8`` (N, H, W) / (N, H, W, C) on 0-255 or float (N, C, H, W) in [-1
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 
@@ -128,7 +129,15 @@ class AntiCausalPredictor:
     def load(cls, path: str | os.PathLike) -> AntiCausalPredictor:
         """Inverse of :meth:`save`; ``ValueError`` if the content checksum differs (a file
         saved before checksums existed loads with a warning)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+            # never retry with weights_only=False: a foreign file may carry code
+            raise ValueError(f"{path} is not an evaluator saved by cdae ({type(exc).__name__}); "
+                             "delete it to retrain") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} is not an evaluator saved by cdae (it holds a "
+                             f"{type(state).__name__}); delete it to retrain")
         recorded = state.pop(CHECKSUM, None)
         if recorded is None:
             warnings.warn(f"{path} carries no content checksum (saved by an older cdae), so its "
