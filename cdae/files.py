@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -226,6 +227,22 @@ def checksum(path: str | os.PathLike, algorithm: str) -> str:
     return git_blob_sha1(path) if algorithm == "git-blob" else file_digest(path, algorithm)
 
 
+#: A download's temporary file untouched this long was left by a killed process (a live one
+#: writes a chunk every second or so).
+STALE_DOWNLOAD_S = 600.0
+
+
+def _remove_stale_downloads(target: Path) -> None:
+    """Delete temporary files of earlier downloads of ``target`` that a kill left behind."""
+    if not target.parent.is_dir():
+        return
+    now = time.time()
+    for path in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_DOWNLOAD_S:
+                path.unlink()
+
+
 def download_verified(urls: Sequence[str], target: str | os.PathLike, algorithm: str,
                       expected: str, timeout_s: float = 60.0) -> Path:
     """Download the first of ``urls`` whose bytes have checksum ``expected`` to ``target``.
@@ -234,6 +251,7 @@ def download_verified(urls: Sequence[str], target: str | os.PathLike, algorithm:
     Raises :class:`ChecksumError` listing what each URL gave when none succeeds.
     """
     target, errors = Path(target), []
+    _remove_stale_downloads(target)
     for url in urls:
         try:
             with atomic_path(target) as tmp:

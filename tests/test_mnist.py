@@ -119,3 +119,25 @@ def test_offline_mode_never_downloads(isolated, monkeypatch):
     monkeypatch.setenv("CDAE_OFFLINE", "1")
     with pytest.warns(UserWarning, match="no download was asked for"):
         assert mnist.load_real_digits("test").source == "mnist:t10k-sample"
+
+
+def test_a_killed_download_s_temporary_file_is_removed_by_the_next_one(isolated):
+    import os
+    import time
+
+    source = isolated / "mirror"
+    source.mkdir()
+    write_fake_split(source)
+    name = "t10k-images-idx3-ubyte.gz"
+    target = isolated / "downloaded"
+    target.mkdir()
+    killed = target / f".{name}.k1ll3d.tmp"  # what SIGKILL mid-download leaves
+    killed.write_bytes(b"half a file")
+    old = time.time() - 3600
+    os.utime(killed, (old, old))
+    live = target / f".{name}.l1ve.tmp"  # another process downloading right now
+    live.write_bytes(b"being written")
+    md5 = {name: file_digest(source / name, "md5"),
+           "t10k-labels-idx1-ubyte.gz": file_digest(source / "t10k-labels-idx1-ubyte.gz", "md5")}
+    mnist.download_mnist(target, splits=("test",), mirrors=(source.as_uri() + "/",), md5=md5)
+    assert not killed.exists() and live.exists()
