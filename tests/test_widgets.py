@@ -236,6 +236,14 @@ def test_session_caches_abductions_and_checks_its_inputs(cf, data):
         CounterfactualExplorer(cf, data, index=40)
     assert CounterfactualExplorer(cf, data, index=7, steps=STEPS,
                                   inversion_steps=STEPS).index == 7
+    # zero steps is an error, not a silent fall-back to another count
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="inversion_steps must be a whole number"):
+            session.update(0, {}, STEPS, inversion_steps=bad)
+        with pytest.raises(ValueError, match="inversion_steps must be a whole number"):
+            CounterfactualExplorer(cf, data, steps=STEPS, inversion_steps=bad)
+    with pytest.raises(ValueError, match="steps must be a whole number"):
+        session.update(0, {}, 0)
 
 
 def test_oracle_reader_hands_the_oracle_storage_images():

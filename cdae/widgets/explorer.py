@@ -30,6 +30,7 @@ from cdae.widgets.session import (
     DEFAULT_STEPS,
     ExplorerSession,
     Update,
+    check_steps,
 )
 
 STEP_CHOICES = (2, 5, 10, 15, 20, 25, 30, 50, 100, 250)
@@ -50,6 +51,8 @@ class CounterfactualExplorer:
     def __init__(self, cf_model: CounterfactualModel, dataset: Any, reader: Reader | None = None,
                  steps: int = DEFAULT_STEPS, inversion_steps: int = DEFAULT_INVERSION_STEPS,
                  index: int = 0, seed: int = 0) -> None:
+        check_steps(steps, "steps")
+        check_steps(inversion_steps, "inversion_steps")
         self.session = ExplorerSession(cf_model, dataset, reader)
         self.graph = self.session.graph
         self.last: Update | None = None

@@ -15,6 +15,7 @@ much closer to the fine result than a coarse inversion is (``benchmarks/bench_wi
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from collections import OrderedDict
@@ -60,6 +61,14 @@ class Update:
     seconds: dict[str, float]
     abduction_cached: bool
     notes: list[str] = field(default_factory=list)
+
+
+def check_steps(value: Any, name: str) -> int:
+    """``value`` if it is a whole number of DDIM steps (at least 1), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number of DDIM steps, at least 1; got "
+                         f"{value!r}")
+    return int(value)
 
 
 class ExplorerSession:
@@ -189,8 +198,11 @@ class ExplorerSession:
         (1: plain conditional decoding) from an inversion of ``inversion_steps`` steps (None:
         ``steps``)."""
         do = {name: self.check_value(name, value) for name, value in do.items()}
+        check_steps(steps, "steps")
+        inversion_steps = steps if inversion_steps is None else check_steps(inversion_steps,
+                                                                            "inversion_steps")
         started = time.perf_counter()
-        abducted, cached = self.abduct(index, inversion_steps or steps, abduction)
+        abducted, cached = self.abduct(index, inversion_steps, abduction)
         after_abduction = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
             warnings.simplefilter("always")
