@@ -15,9 +15,12 @@
 3. **Prediction**: DDIM decoding of x_T under the counterfactual z, optionally with
    classifier-free guidance eps = w · eps(z) + (1 - w) · eps(null).
 
-Values outside the training range: a requested value more than ``max_sigma`` training standard
-deviations from the training mean raises ``ValueError``; ``clamp=True`` clamps it to that bound
-with a warning instead. Categorical values must be a class index in [0, n_classes).
+Values outside the training range: a requested value outside the range of the training data,
+widened by ``RANGE_MARGIN`` (10 %) of its width on each side, raises ``ValueError``;
+``clamp=True`` clamps it to that range with a warning instead. A value that the mechanisms
+propagate outside it gets a warning (an extrapolation). Models whose label normaliser predates
+recorded training ranges use mean ± ``max_sigma`` training sds instead. Categorical values must
+be a class index in [0, n_classes).
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ class CounterfactualResult:
     do: dict[str, Any]
 
 
+#: do() accepts values up to this fraction of the training range's width beyond either end.
+RANGE_MARGIN = 0.1
+
+
 class CounterfactualModel:
     """A trained model bundled with its diffusion schedule and label normaliser.
 
@@ -83,9 +90,9 @@ class CounterfactualModel:
         model: a :class:`~cdae.models.CausalDiffAE`, ``DiffAE`` or ``LabelConditionalDDIM``.
         diffusion: the model's :class:`~cdae.diffusion.GaussianDiffusion`.
         normalizer: the training set's ``LabelNormalizer`` (natural units <-> label space).
-        max_sigma: interventions further than this many training sds from the mean are refused;
-            descendants that the mechanisms carry further are kept, with a warning
-            (:meth:`intervene`).
+        max_sigma: for a normaliser without a recorded training range only: interventions
+            further than this many training sds from the mean are refused, descendants that the
+            mechanisms carry further are kept, with a warning (:meth:`intervene`).
     """
 
     def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, normalizer: LabelNormalizer,
@@ -115,6 +122,19 @@ class CounterfactualModel:
         return hasattr(self.model, "latents")
 
     # ------------------------------------------------------------------ units
+    def accepted_range(self, name: str) -> tuple[float, float, str]:
+        """(low, high, how it was set) in natural units: the values of continuous ``name`` that
+        do() accepts and that descendants may reach without a warning."""
+        recorded = self.normalizer.value_range(name)
+        if recorded is not None:
+            low, high = recorded
+            pad = RANGE_MARGIN * (high - low)
+            return (low - pad, high + pad, f"the training data's [{low:.4g}, {high:.4g}] ± "
+                    f"{RANGE_MARGIN:.0%} of its width")
+        low, high = (float(self.normalizer.denormalize_value(name, s * self.max_sigma))
+                     for s in (-1.0, 1.0))
+        return low, high, f"mean ± {self.max_sigma} sd of the training data"
+
     def to_label_space(self, name: str, value: float | Tensor | np.ndarray, clamp: bool = False,
                        ) -> Tensor:
         """A natural-unit value (scalar or (B,)) of ``name`` -> normalised label / class index."""
@@ -130,16 +150,15 @@ class CounterfactualModel:
                 raise ValueError(f"do({name}=...) needs a class index in [0, {n_classes}), "
                                  f"got {value!r}")
             return torch.as_tensor(array, dtype=torch.float32, device=self.device)
-        normed = np.asarray(self.normalizer.normalize_value(name, array), dtype=np.float64)
-        if np.any(np.abs(normed) > self.max_sigma):
-            low, high = (self.normalizer.denormalize_value(name, s * self.max_sigma)
-                         for s in (-1.0, 1.0))
-            message = (f"do({name}={value!r}) is outside the range the model was trained on "
-                       f"(mean ± {self.max_sigma} sd = [{low:.3g}, {high:.3g}])")
+        low, high, how = self.accepted_range(name)
+        if np.any((array < low) | (array > high)):
+            message = (f"do({name}={value!r}) is outside the range the model was trained on: "
+                       f"[{low:.4g}, {high:.4g}] ({how})")
             if not clamp:
                 raise ValueError(message + "; pass clamp=True to clamp it to that range")
             warnings.warn(message + "; clamped", stacklevel=3)
-            normed = np.clip(normed, -self.max_sigma, self.max_sigma)
+            array = np.clip(array, low, high)
+        normed = np.asarray(self.normalizer.normalize_value(name, array), dtype=np.float64)
         return torch.as_tensor(normed, dtype=torch.float32, device=self.device)
 
     def to_frame(self, labels: Tensor) -> pd.DataFrame:
@@ -197,9 +216,9 @@ class CounterfactualModel:
                   clamp: bool = False) -> Tensor:
         """Action: the counterfactual z (B, n·d) (or labels, for the label baseline).
 
-        Continuous descendants of the intervened variables that the mechanisms move further
-        than ``max_sigma`` training sds from the mean (|label-space value| > max_sigma) get one
-        ``UserWarning`` per call, naming each with its value and the training range.
+        Continuous descendants of the intervened variables that the mechanisms move outside
+        :meth:`accepted_range` get one ``UserWarning`` per call, naming each with its value and
+        the training range.
         """
         values = {name: self.to_label_space(name, value, clamp)
                   for name, value in _check_do(do).items()}
@@ -218,17 +237,18 @@ class CounterfactualModel:
             before, after = self.read_labels(z).cpu(), self.read_labels(z_cf).cpu()
         problems = []
         for name in sorted(descendants, key=self.graph.nodes.index):
-            j = self.graph.index(name)
-            far = (after[:, j].abs() > self.max_sigma) & (after[:, j] != before[:, j])
-            if self.graph.is_categorical(name) or not bool(far.any()):
+            if self.graph.is_categorical(name):
                 continue
-            extreme = after[far, j]
-            worst = float(extreme[extreme.abs().argmax()])
-            low, high = (self.normalizer.denormalize_value(name, s * self.max_sigma)
-                         for s in (-1.0, 1.0))
-            problems.append(f"{name} = {self.normalizer.denormalize_value(name, worst):.4g} "
-                            f"in {int(far.sum())} of {len(far)} images (trained on mean ± "
-                            f"{self.max_sigma} sd = [{low:.4g}, {high:.4g}])")
+            j = self.graph.index(name)
+            low, high, how = self.accepted_range(name)
+            natural = torch.as_tensor(self.normalizer.denormalize_value(name, after[:, j]))
+            far = ((natural < low) | (natural > high)) & (after[:, j] != before[:, j])
+            if not bool(far.any()):
+                continue
+            extreme = natural[far]
+            worst = float(extreme[(extreme - (low + high) / 2).abs().argmax()])
+            problems.append(f"{name} = {worst:.4g} in {int(far.sum())} of {len(far)} images "
+                            f"(trained on [{low:.4g}, {high:.4g}]: {how})")
         if problems:
             warnings.warn(f"do({', '.join(do)}) propagates values outside the range the model "
                           f"was trained on: {'; '.join(problems)}; images with these values are "

@@ -47,7 +47,8 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike,
                for name, tensor in state["ema"]["model"].items()}
     # "model" and "ema" share the same tensors, so torch.save stores them once
     slim = {key: state[key] for key in KEEP if key in state}
-    slim.update(model=weights, ema={"model": weights}, exported_from_step=state["step"])
+    slim.update(model=weights, ema={"model": weights}, exported_from_step=state["step"],
+                normalizer=_with_training_range(state))
     with atomic_path(target) as staged:  # renamed onto target once the manifest is written
         save_checkpoint(slim, staged)
         entry = {
@@ -68,6 +69,20 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike,
         atomic_write_bytes(target.parent / MANIFEST,
                            (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return entry
+
+
+def _with_training_range(state: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's label normaliser with the training data's range of every variable (what
+    do() values are checked against), read from its training set if the run predates it."""
+    from cdae.config import ExperimentConfig
+    from cdae.data.labels import LabelNormalizer
+    from cdae.train.build import build_training_dataset
+
+    normalizer = LabelNormalizer.from_dict(state["normalizer"])
+    if normalizer.value_range(normalizer.variables[0]) is not None:
+        return state["normalizer"]
+    train = build_training_dataset(ExperimentConfig.from_dict(state["config"]), normalizer)
+    return normalizer.with_range(train.labels_natural, train.graph).to_dict()
 
 
 def _check_export_target(source: Path, target: Path, force: bool) -> None:

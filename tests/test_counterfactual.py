@@ -230,3 +230,33 @@ def test_bad_guidance_sample_size_and_nan_noise_are_refused_before_any_work(cf_m
     x_T[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="x_T with NaN or infinite values"):
         cf_model.decode(x_T, z, steps=2)
+
+
+def test_do_values_are_checked_against_the_training_range_not_the_sd_rule(images):
+    """Thickness is skewed (Gamma): values real training images have lie beyond mean + 4 sd."""
+    cf = make()
+    old = cf.normalizer
+    cf.normalizer = LabelNormalizer(old.variables, old.shift, old.scale, old.categorical,
+                                    low=[0.9, 64.0, 0.0], high=[6.5, 255.0, 9.0])
+    assert 2.5 + 4 * 0.6 < 5.5 < 6.5  # refused by the sd rule, inside the training range
+    out = cf.counterfactual(images, {"thickness": 5.5}, steps=2)
+    assert np.allclose(out.counterfactual["thickness"], 5.5, atol=1e-4)
+    low, high, how = cf.accepted_range("intensity")
+    assert (low, high) == pytest.approx((64.0 - 19.1, 255.0 + 19.1))
+    assert "training data's [64, 255]" in how
+    for name, value in (("intensity", -5.0), ("intensity", 300.0), ("thickness", 0.0)):
+        with pytest.raises(ValueError, match=rf"do\({name}=.*outside the range the model was "
+                                             r"trained on: \[.*training data's"):
+            cf.counterfactual(images, {name: value}, steps=2)
+    with pytest.warns(UserWarning, match="clamped"):
+        clamped = cf.intervene(*cf.encode(images), {"intensity": 300.0}, clamp=True)
+    assert cf.to_frame(cf.read_labels(clamped))["intensity"].max() == pytest.approx(
+        high, abs=0.1)
+    # a propagated value outside the training range is flagged as an extrapolation
+    with torch.no_grad():
+        cf.model.causal.f[str(cf.graph.index("intensity"))][-1].weight.mul_(100)
+    with pytest.warns(UserWarning, match=r"propagates values outside.*intensity = .*\[44.9, 274.1\]"):
+        cf.intervene(*cf.encode(images), {"thickness": 1.0})
+    # the range travels with the normaliser through a checkpoint
+    assert LabelNormalizer.from_dict(cf.normalizer.to_dict()).value_range("thickness") == (0.9,
+                                                                                           6.5)

@@ -69,19 +69,29 @@ class LabelNormalizer:
     """Per-variable affine map of labels: normalised = (natural - shift) / scale.
 
     Categorical variables have shift 0 and scale 1, so their class indices pass through.
-    ``shift`` and ``scale`` are sequences aligned with ``variables`` or ``{name: value}``.
+    ``shift`` and ``scale`` are sequences aligned with ``variables`` or ``{name: value}``;
+    ``low`` and ``high``, when known, are the smallest and largest natural value of each
+    variable in the fitting (training) data: the range a do() value is checked against.
     """
 
     variables: list[str]
     shift: np.ndarray
     scale: np.ndarray
     categorical: dict[str, int] = field(default_factory=dict)
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.variables = list(self.variables)
         self.categorical = {str(k): int(v) for k, v in dict(self.categorical or {}).items()}
         self.shift = self._aligned(self.shift, "shift")
         self.scale = self._aligned(self.scale, "scale")
+        if (self.low is None) != (self.high is None):
+            raise ValueError("give both low and high (the training range), or neither")
+        if self.low is not None:
+            self.low, self.high = self._aligned(self.low, "low"), self._aligned(self.high, "high")
+            if np.any(self.low > self.high):
+                raise ValueError(f"low {self.low.tolist()} exceeds high {self.high.tolist()}")
         unknown = sorted(set(self.categorical) - set(self.variables))
         if unknown:
             raise ValueError(f"categorical {unknown} are not among variables {self.variables}")
@@ -113,6 +123,7 @@ class LabelNormalizer:
         continuous = np.array([not graph.is_categorical(name) for name in graph.nodes])
         shift = np.where(continuous, values.mean(axis=0), 0.0)
         scale = np.where(continuous, values.std(axis=0), 1.0)
+        low, high = values.min(axis=0), values.max(axis=0)
         constant = [n for n, s, m in zip(graph.nodes, scale, shift, strict=True)
                     if s <= 1e-12 * (1.0 + abs(m))]
         if constant:
@@ -121,7 +132,21 @@ class LabelNormalizer:
                 "normalised: fit on data where they vary, drop them from the graph, or give "
                 "LabelNormalizer(variables, shift, scale) explicitly"
             )
-        return cls(graph.nodes, shift, scale, dict(graph.categorical))
+        return cls(graph.nodes, shift, scale, dict(graph.categorical), low, high)
+
+    def with_range(self, labels: pd.DataFrame, graph: CausalGraph) -> LabelNormalizer:
+        """The same map with ``low``/``high`` set from ``labels`` (e.g. for a checkpoint saved
+        before normalisers recorded their training range)."""
+        values = label_matrix(labels, graph)
+        return LabelNormalizer(self.variables, self.shift, self.scale, self.categorical,
+                               values.min(axis=0), values.max(axis=0))
+
+    def value_range(self, name: str) -> tuple[float, float] | None:
+        """(smallest, largest) natural value of ``name`` in the training data, or None."""
+        if self.low is None or self.high is None:
+            return None
+        i = self._position(name)
+        return float(self.low[i]), float(self.high[i])
 
     def normalize(self, natural: Array) -> Array:
         """(..., n_vars) natural -> normalised, y' = (y - shift) / scale; numpy or torch."""
@@ -178,16 +203,20 @@ class LabelNormalizer:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form for checkpoints; inverse of :meth:`from_dict`."""
-        return {
+        spec = {
             "variables": list(self.variables),
             "shift": self.shift.tolist(),
             "scale": self.scale.tolist(),
             "categorical": dict(self.categorical),
         }
+        if self.low is not None and self.high is not None:
+            spec.update(low=self.low.tolist(), high=self.high.tolist())
+        return spec
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> LabelNormalizer:
-        return cls(spec["variables"], spec["shift"], spec["scale"], spec.get("categorical", {}))
+        return cls(spec["variables"], spec["shift"], spec["scale"], spec.get("categorical", {}),
+                   spec.get("low"), spec.get("high"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LabelNormalizer) and self.to_dict() == other.to_dict()

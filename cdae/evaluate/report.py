@@ -37,7 +37,8 @@ values from a protocol (:mod:`cdae.evaluate.protocol`). Tables (tidy DataFrames 
 ``EvaluationConfig(tables=...)`` (``--tables`` on the command line) computes a subset; the
 composition and reversibility cycles take most of the time.
 
-Values beyond the model's range (``max_sigma`` training sds) are clipped to it, and counted.
+Values beyond the range the model accepts (``CounterfactualModel.accepted_range``) are clipped to
+it, and counted.
 Predictors and feature net are cached under ``data_dir()/"evaluators"/<dataset>/``
 (:mod:`cdae.evaluate.evaluators`); each table is computed in :mod:`cdae.evaluate.tables`.
 """

@@ -36,10 +36,6 @@ if TYPE_CHECKING:
     from cdae.data.datasets import CausalImageDataset
     from cdae.graph import CausalGraph
 
-#: Continuous do() values are clipped to this fraction of the model's bound (mean ± max_sigma
-#: training sds), just inside it, so the normaliser's round trip never lands outside and the
-#: model refuses the value.
-CLIP_MARGIN = 0.999
 #: Encoding is one network pass per image, a counterfactual 2 x steps, so DCI encodes in batches
 #: this many times the counterfactual batch.
 ENCODE_BATCH_FACTOR = 4
@@ -197,14 +193,14 @@ def counterfactuals(setup: EvaluationSetup, x: torch.Tensor, do: Mapping[str, np
 
 def clip_to_model(cf_model: CounterfactualModel, name: str,
                   values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Clip continuous values to mean ± max_sigma training sds (what the model accepts)."""
-    if cf_model.graph.is_categorical(name):
+    """Clip continuous values to what the model accepts (its ``accepted_range``, natural units);
+    returns them and how many were clipped."""
+    accepted = getattr(cf_model, "accepted_range", None)
+    if cf_model.graph.is_categorical(name) or accepted is None:
         return values, 0
-    bound = CLIP_MARGIN * getattr(cf_model, "max_sigma", np.inf)
-    normed = np.asarray(cf_model.normalizer.normalize_value(name, values), dtype=np.float64)
-    clipped = np.clip(normed, -bound, bound)
-    natural = np.asarray(cf_model.normalizer.denormalize_value(name, clipped), dtype=np.float64)
-    return np.where(clipped == normed, values, natural), int((clipped != normed).sum())
+    low, high, _ = accepted(name)
+    clipped = np.clip(values, low, high)
+    return clipped, int((clipped != values).sum())
 
 
 def targets_and_truth(setup: EvaluationSetup, name: str, values: np.ndarray,

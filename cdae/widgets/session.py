@@ -109,11 +109,9 @@ class ExplorerSession:
 
     # ------------------------------------------------------------------ values
     def _range(self, name: str) -> tuple[float, float]:
-        """The dataset's range of ``name`` within what the model accepts (mean ± max_sigma sd)."""
+        """The dataset's range of ``name`` within what the model accepts (``accepted_range``)."""
         values = self.dataset.labels_natural[name].to_numpy(dtype=np.float64)
-        bound = 0.999 * self.cf.max_sigma
-        low, high = (float(self.cf.normalizer.denormalize_value(name, s * bound))
-                     for s in (-1.0, 1.0))
+        low, high, _ = self.cf.accepted_range(name)
         return max(float(values.min()), low), min(float(values.max()), high)
 
     def check_value(self, name: str, value: Any) -> float:
