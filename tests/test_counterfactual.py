@@ -255,7 +255,8 @@ def test_do_values_are_checked_against_the_training_range_not_the_sd_rule(images
     # a propagated value outside the training range is flagged as an extrapolation
     with torch.no_grad():
         cf.model.causal.f[str(cf.graph.index("intensity"))][-1].weight.mul_(100)
-    with pytest.warns(UserWarning, match=r"propagates values outside.*intensity = .*\[44.9, 274.1\]"):
+    flagged = r"propagates values outside.*intensity = .*\[44.9, 274.1\]"
+    with pytest.warns(UserWarning, match=flagged):
         cf.intervene(*cf.encode(images), {"thickness": 1.0})
     # the range travels with the normaliser through a checkpoint
     assert LabelNormalizer.from_dict(cf.normalizer.to_dict()).value_range("thickness") == (0.9,
