@@ -36,6 +36,7 @@ from cdae.data.labels import LabelNormalizer
 from cdae.diffusion import GaussianDiffusion
 from cdae.files import atomic_path, file_digest
 from cdae.graph import CausalGraph
+from cdae.manifest import manifest_sha256, read_manifest
 from cdae.models import ModelConfig, build_model_and_diffusion
 
 FORMAT = "cdae-checkpoint"
@@ -154,8 +155,6 @@ def _check_unchecksummed(path: Path) -> None:
     """A checkpoint without a checksum (written by an older cdae): verified by the sha256 of a
     ``MANIFEST.json`` that lists it, or found to be an intact copy of a shipped checkpoint;
     else loaded with a warning."""
-    from cdae.pretrained import manifest_sha256, read_manifest
-
     expected = manifest_sha256(path)
     if expected is None:
         shipped = {entry.get("sha256") for entry in read_manifest().values()}
@@ -215,8 +214,6 @@ def _first_line(exc: Exception) -> str:
 def _recovery_hint(path: Path) -> str:
     """What to do instead of loading ``path``: restore a shipped file, or use another checkpoint
     of its folder that loads and verifies."""
-    from cdae.pretrained import manifest_sha256
-
     if manifest_sha256(path) is not None:
         return (f"Restore the shipped file with `git checkout -- {path}` (or export it again "
                 "from its training run).")

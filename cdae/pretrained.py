@@ -20,12 +20,12 @@ import torch
 
 from cdae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cdae.files import atomic_path, atomic_write_bytes, file_digest
+from cdae.manifest import MANIFEST, read_manifest
 from cdae.paths import pretrained_dir
 
 if TYPE_CHECKING:
     from cdae.counterfactual import CounterfactualModel
 
-MANIFEST = "MANIFEST.json"
 KEEP = ("step", "config", "graph", "normalizer", "model_config", "model_kind", "elapsed_s",
         "world_size", "torch_version")
 
@@ -101,32 +101,6 @@ def _check_export_target(source: Path, target: Path, force: bool) -> None:
     if not force:
         raise FileExistsError(f"{target} already exists; pass --force (force=True) to replace it "
                               "(its manifest entry is replaced too)")
-
-
-def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``{file name: entry}`` from ``folder/MANIFEST.json`` (empty when there is none)."""
-    path = Path(folder or pretrained_dir()) / MANIFEST
-    if not path.exists():
-        return {}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable manifest ({exc}); restore it with `git "
-                         f"checkout -- {path.name}` in its folder, or delete it") from exc
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{path} holds a JSON {type(manifest).__name__}, not the manifest's "
-                         "{file: entry} mapping; restore it with `git checkout`")
-    return manifest
-
-
-def manifest_sha256(path: str | os.PathLike) -> str | None:
-    """The sha256 that a ``MANIFEST.json`` beside ``path`` records for it, or None."""
-    path = Path(path)
-    try:
-        entry = read_manifest(path.parent).get(path.name)
-    except (OSError, ValueError):  # an unreadable manifest vouches for nothing
-        return None
-    return entry.get("sha256") if isinstance(entry, dict) else None
 
 
 def pretrained_path(name: str, folder: str | os.PathLike | None = None) -> Path:

@@ -67,3 +67,48 @@ def test_readme_repository_map_names_every_library_module():
     missing = sorted(p.name + ("/" if p.is_dir() else "") for p in entries
                      if p.name + ("/" if p.is_dir() else "") not in named)
     assert not missing, f"the README's repository map does not mention {missing}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """cdae module -> the cdae modules it imports anywhere (module level or inside functions),
+    leaving out imports of its own parent packages."""
+    import ast
+
+    modules = {}
+    for path in (ROOT / "cdae").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cdae"):
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules
+                           else node.module for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("cdae")]
+            else:
+                continue
+            for target in targets:
+                while target not in modules and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target in modules and target != name and not name.startswith(target + "."):
+                    graph[name].add(target)
+    return graph
+
+
+def test_the_library_has_no_import_cycles_not_even_through_lazy_imports():
+    graph, cycles = _import_graph(), []
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, path + [nxt])
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles[:5])

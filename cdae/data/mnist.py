@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cdae.data.digits import Digits
 from cdae.data.idx import read_idx
 from cdae.files import ChecksumError, download_verified, file_digest
 from cdae.paths import data_dir, offline_mode
@@ -43,19 +43,6 @@ SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 class MnistNotFoundError(FileNotFoundError):
     """No MNIST files were found in any of the places searched."""
-
-
-@dataclass(frozen=True)
-class Digits:
-    """A set of real digits: ``images`` (N, 28, 28) uint8, ``labels`` (N,) int64 class 0-9,
-    ``source`` a human-readable origin (e.g. ``"mnist:t10k"``)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    source: str
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def _split_files(split: str) -> tuple[str, str]:

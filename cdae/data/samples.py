@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cdae.data.digits import Digits
 from cdae.data.idx import read_idx, write_idx
-from cdae.data.mnist import Digits
 from cdae.files import ChecksumError, atomic_write_bytes, check_shipped_file, file_digest
 from cdae.paths import repo_root
 
