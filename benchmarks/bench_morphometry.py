@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from cdae.data import morpho
+from cdae.data import morphometry
 from cdae.data.idx import read_idx
 from cdae.data.mnist import load_mnist
 from cdae.paths import deepscm_dir
@@ -51,27 +51,30 @@ def main() -> None:
     n = len(digits)
     targets = 0.5 + np.random.default_rng(args.seed).gamma(10.0, 1 / 5.0, size=n)
     intensities = np.random.default_rng(args.seed + 1).uniform(64, 255, size=n)
-    morpho.measure(digits[:10])  # warm the caches
+    morphometry.measure(digits[:10])  # warm the caches
     out: list[np.ndarray] = []
     pairs = list(zip(digits, targets, strict=True))
 
     print(f"--- speed, {n} MNIST test digits, one process")
-    report("measure", rate(lambda: morpho.measure(digits), n))
-    report("set_thickness", rate(lambda: out.extend(morpho.set_thickness(*p) for p in pairs), n))
+    report("measure", rate(lambda: morphometry.measure(digits), n))
+    report("set_thickness",
+           rate(lambda: out.extend(morphometry.set_thickness(*p) for p in pairs), n))
     report("set_intensity", rate(
-        lambda: [morpho.set_intensity(d, i) for d, i in zip(out, intensities, strict=True)], n))
+        lambda: [morphometry.set_intensity(d, i)
+                 for d, i in zip(out, intensities, strict=True)], n))
 
-    error = np.abs(morpho.measure(np.stack(out))["thickness"].to_numpy() - targets)
+    error = np.abs(morphometry.measure(np.stack(out))["thickness"].to_numpy() - targets)
     print("--- set_thickness then measure, |measured - target| (px)")
     print(f"median {np.median(error):.3f}   p90 {np.percentile(error, 90):.3f}"
           f"   max {error.max():.3f}")
 
     folder = deepscm_dir()
-    if args.deepscm and (folder / "t10k-morpho.csv").exists():
+    if args.deepscm and (folder / "t10k-morphometry.csv").exists():
         k = args.deepscm
         images = read_idx(folder / "t10k-images-idx3-ubyte.gz")[:k]
-        labels = pd.read_csv(folder / "t10k-morpho.csv")[:k]
-        fidelity = morpho.measure_dataset_fidelity(images, labels["thickness"], labels["intensity"])
+        labels = pd.read_csv(folder / "t10k-morphometry.csv")[:k]
+        fidelity = morphometry.measure_dataset_fidelity(images, labels["thickness"],
+                                                        labels["intensity"])
         print(f"--- Deep SCM labels vs our morphometry, {k} t10k images")
         for name, unit in (("thickness", "px"), ("intensity", "grey levels")):
             print(f"{name:<10} MAE {fidelity[name + '_mae']:.3f} {unit}, "

@@ -17,7 +17,7 @@ from cdae.cli import main
 from cdae.data import morphomnist as mm
 from cdae.data.idx import IdxFormatError, read_idx, write_idx
 from cdae.data.mnist import load_mnist, load_real_digits
-from cdae.data.morpho import measure
+from cdae.data.morphometry import measure
 from cdae.data.morphomnist import files as mm_files
 from cdae.paths import deepscm_dir
 

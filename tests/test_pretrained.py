@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cdae.checkpoint import CheckpointError
-from cdae.data import morpho
+from cdae.data import morphometry
 from cdae.data.datasets import build_dataset
 from cdae.data.images import to_pixels
 from cdae.data.morphomnist import tutorial_root
@@ -64,7 +64,7 @@ def test_do_thickness_moves_the_measured_thickness(cf, digits):
     measured = {}
     for target in (1.5, 4.0):
         out = cf.counterfactual(digits, do={"thickness": target}, steps=20)
-        measured[target] = morpho.measure(to_pixels(out.images)[:, 0])["thickness"].to_numpy()
+        measured[target] = morphometry.measure(to_pixels(out.images)[:, 0])["thickness"].to_numpy()
         assert np.allclose(out.counterfactual["thickness"], target, atol=1e-4)
     assert (measured[4.0] > measured[1.5]).mean() >= 0.75
     assert np.median(measured[4.0] - measured[1.5]) > 1.0
@@ -82,8 +82,8 @@ def test_do_intensity_moves_the_measured_intensity_and_keeps_the_stroke(name):
     measured = {}
     for target in (90.0, 240.0):
         out = cf.counterfactual(digits, do={"intensity": target}, steps=50, labels=labels)
-        measured[target] = morpho.measure(to_pixels(out.images)[:, 0])
-    factual = morpho.measure(to_pixels(digits)[:, 0])
+        measured[target] = morphometry.measure(to_pixels(out.images)[:, 0])
+    factual = morphometry.measure(to_pixels(digits)[:, 0])
     gap = np.median(measured[240.0]["intensity"] - measured[90.0]["intensity"])
     assert gap >= 80.0, f"do(intensity=240) vs 90 differ by {gap:.1f} grey levels"
     # the stroke should not move; these small CPU-trained models still thin it (CausalDiffAE,

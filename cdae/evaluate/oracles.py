@@ -72,7 +72,7 @@ def _per_row(do: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
 
 @dataclass
 class MorphoOracle(Oracle):
-    """Causal Morpho-MNIST: morphometry (:func:`cdae.data.morpho.measure`) and the generator's
+    """Causal Morpho-MNIST: morphometry (:func:`cdae.data.morphometry.measure`) and the generator's
     SCM and renderer (:mod:`cdae.data.morphomnist`). ``split`` is the test split; true images
     need its ``base_index``/``base_source`` columns (our generated sets, not the Deep SCM one)."""
 
@@ -89,7 +89,7 @@ class MorphoOracle(Oracle):
         return {"base_index", "base_source"} <= set(self.split.labels.columns)
 
     def measure(self, images: np.ndarray) -> pd.DataFrame:
-        from cdae.data.morpho import measure
+        from cdae.data.morphometry import measure
 
         grey = np.asarray(images)
         grey = grey[..., 0] if grey.ndim == 4 else grey  # (N, H, W, 1) -> (N, H, W)

@@ -6,7 +6,7 @@ The structural causal model (Pawlowski, Castro & Glocker, NeurIPS 2020), in natu
     intensity := 64 + 191 * sigmoid(2 * (thickness - 2.5) + u_i),   u_i ~ Normal(0, 0.5)
 
 Each image is a real MNIST digit re-thickened to ``thickness`` and scaled so that the median of
-its foreground pixels is ``intensity`` (:mod:`cdae.data.morpho`). Because the exogenous noises
+its foreground pixels is ``intensity`` (:mod:`cdae.data.morphometry`). Because the exogenous noises
 ``u_t`` and ``u_i`` are stored per image, the *true* counterfactual of every image is known: same
 base digit, the intervened values, and the intensity recomputed with the image's own ``u_i``.
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cdae.data.morpho import measure_dataset_fidelity
+from cdae.data.morphometry import measure_dataset_fidelity
 from cdae.data.morphomnist.files import MorphoMNISTSplit
 from cdae.data.morphomnist.scm import MorphoSCM, render, render_images
 
@@ -92,7 +92,7 @@ def fidelity_table(images: np.ndarray, labels: pd.DataFrame) -> pd.DataFrame:
 
     Columns: unit, label_mean, mae = mean|measured - label|, bias = mean(measured - label),
     pearson_r(measured, label), n (images with a stroke); see
-    :func:`cdae.data.morpho.measure_dataset_fidelity`.
+    :func:`cdae.data.morphometry.measure_dataset_fidelity`.
     """
     if len(images) != len(labels):
         raise ValueError(f"got {len(images)} images but {len(labels)} label rows")

