@@ -69,10 +69,10 @@ def main() -> None:
           f"   max {error.max():.3f}")
 
     folder = deepscm_dir()
-    if args.deepscm and (folder / "t10k-morphometry.csv").exists():
+    if args.deepscm and (folder / "t10k-morpho.csv").exists():
         k = args.deepscm
         images = read_idx(folder / "t10k-images-idx3-ubyte.gz")[:k]
-        labels = pd.read_csv(folder / "t10k-morphometry.csv")[:k]
+        labels = pd.read_csv(folder / "t10k-morpho.csv")[:k]
         fidelity = morphometry.measure_dataset_fidelity(images, labels["thickness"],
                                                         labels["intensity"])
         print(f"--- Deep SCM labels vs our morphometry, {k} t10k images")

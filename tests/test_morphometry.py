@@ -189,10 +189,10 @@ def test_set_intensity_keeps_the_thickness(digits):
 
 def test_deepscm_labels_match_the_morphometry():
     folder = deepscm_dir()
-    if not (folder / "t10k-morphometry.csv").exists():
+    if not (folder / "t10k-morpho.csv").exists():
         pytest.skip(f"Deep SCM Morpho-MNIST not found in {folder}: set CDAE_DEEPSCM_DIR")
     images = read_idx(folder / "t10k-images-idx3-ubyte.gz")[:300]
-    labels = pd.read_csv(folder / "t10k-morphometry.csv")[:300]
+    labels = pd.read_csv(folder / "t10k-morpho.csv")[:300]
     fidelity = morphometry.measure_dataset_fidelity(images, labels["thickness"],
                                                     labels["intensity"])
     assert fidelity["n"] == 300
