@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cdae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cdae.files import atomic_path, atomic_write_bytes, file_digest
+from cdae.files import atomic_path, atomic_write_bytes, file_digest, write_error
 from cdae.manifest import MANIFEST, read_manifest
 from cdae.paths import pretrained_dir
 
@@ -50,7 +50,10 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike,
     slim.update(model=weights, ema={"model": weights}, exported_from_step=state["step"],
                 normalizer=_with_training_range(state))
     with atomic_path(target) as staged:  # renamed onto target once the manifest is written
-        save_checkpoint(slim, staged)
+        try:
+            save_checkpoint(slim, staged)
+        except OSError as exc:  # name the file the user asked for, not the staging file
+            raise write_error(target, exc) from None
         entry = {
             "file": target.name,
             "sha256": file_digest(staged),

@@ -252,6 +252,22 @@ def test_a_failed_manifest_write_leaves_checkpoint_and_manifest_as_they_were(run
     assert sorted(p.name for p in run.parent.glob(".*.tmp")) == []
 
 
+def test_a_full_disk_during_export_names_the_target_not_the_staging_file(run, monkeypatch):
+    target = run.parent / "small.pt"
+    real_save = torch.save
+
+    def half_then_full(obj, handle, *args, **kwargs):
+        real_save(obj, handle, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(OSError, match=r"no space left on the device to write \S*run/small.pt ") as info:
+        export_checkpoint(run, target)
+    assert ".tmp" not in str(info.value)
+    monkeypatch.undo()
+    assert not target.exists() and sorted(p.name for p in run.parent.glob(".*.tmp")) == []
+
+
 def test_a_run_saved_before_checksums_resumes_with_a_warning_and_saves_a_checksum(run):
     state = load_checkpoint(run)
     torch.save({"format": "cdae-checkpoint", "version": 1, **state}, run)  # an older cdae's
