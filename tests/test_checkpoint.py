@@ -261,7 +261,8 @@ def test_a_full_disk_during_export_names_the_target_not_the_staging_file(run, mo
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", half_then_full)
-    with pytest.raises(OSError, match=r"no space left on the device to write \S*run/small.pt ") as info:
+    named = r"no space left on the device to write \S*run/small.pt "
+    with pytest.raises(OSError, match=named) as info:
         export_checkpoint(run, target)
     assert ".tmp" not in str(info.value)
     monkeypatch.undo()
