@@ -58,3 +58,11 @@ def test_an_unreadable_pretrained_manifest_is_a_message_naming_it(tmp_path):
     (tmp_path / "MANIFEST.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="holds a JSON list"):
         read_manifest(tmp_path)
+
+
+def test_the_weak_supervision_config_is_the_shipped_recipe_with_fewer_labels():
+    shipped = load_config(CONFIG_DIR / "morphomnist_small.yaml")
+    weak = load_config(CONFIG_DIR / "morphomnist_small_weak.yaml")
+    assert weak.model == shipped.model and weak.train == shipped.train
+    assert weak.data.labelled_fraction == 0.1
+    assert weak.data.options == shipped.data.options and weak.data.name == shipped.data.name
