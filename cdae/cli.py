@@ -44,7 +44,8 @@ def _cmd_data_morphomnist(args: argparse.Namespace) -> int:
 def _cmd_data_pendulum(args: argparse.Namespace) -> int:
     from cdae.data.pendulum import write_dataset
 
-    write_dataset(args.out, seed=args.seed, limit=args.limit, overwrite=args.overwrite)
+    write_dataset(args.out, seed=args.seed, limit=args.limit, overwrite=args.overwrite,
+                  shadow_noise_sd=args.shadow_noise_sd)
     return 0
 
 
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write only this many images of the grid (for quick tries)")
     pendulum.add_argument("--overwrite", action="store_true",
                           help="replace an existing Pendulum dataset in --out")
+    pendulum.add_argument("--shadow-noise-sd", type=float, default=0.0,
+                          help="exogenous noise sd of both shadows, scene units (default 0: "
+                               "CausalVAE's scenes, shadows exact functions of the angles)")
     pendulum.set_defaults(func=_cmd_data_pendulum)
 
     train = commands.add_parser("train", help="train a model from a YAML config")

@@ -404,3 +404,48 @@ def test_an_edited_root_is_refused_and_one_without_manifest_is_used_with_a_note(
     (copy / "MANIFEST.sha256").unlink()
     with pytest.warns(UserWarning, match="could not be verified"):
         build_dataset("pendulum", "train", root=copy)
+
+
+# ------------------------------------------------------------------ shadows with their own noise
+def test_noisy_shadows_carry_recorded_noise_that_the_pixels_show(tmp_path):
+    from cdae.evaluate.oracles import PendulumOracle, oracle_for
+
+    plain = pend.dataset_table(seed=0, limit=40)
+    noisy = pend.dataset_table(seed=0, limit=40, shadow_noise_sd=1.0)
+    assert "shadow_length_noise" not in plain  # the default stays CausalVAE's scene
+    pd.testing.assert_frame_equal(noisy[["i", "j", "split"]], plain[["i", "j", "split"]])
+    for name, column in pend.NOISE_COLUMNS.items():
+        np.testing.assert_allclose(noisy[name] - plain[name], noisy[column], atol=1e-12)
+    assert 0.5 < noisy["shadow_position_noise"].std() < 1.5  # N(0, 1) on 40 scenes
+    root = pend.write_dataset(tmp_path / "noisy", limit=40, progress=False, shadow_noise_sd=1.0)
+    data = pend.read_pendulum(root, "train")
+    measured = pend.measure(data.images)
+    kept = ~measured.shadow_clipped
+    error = (measured.shadow_position - data.labels.shadow_position)[kept].abs()
+    assert kept.sum() > 10 and error.max() < 0.15  # the drawn shadow is the noisy one
+    oracle = oracle_for("pendulum", root)
+    assert oracle.shadow_noise_sd == 1.0
+    # do(a root): the shadows follow the new angle and keep each scene's own noise
+    truth = oracle.counterfactuals([0, 1, 2], {"pendulum_angle": 10.0})
+    rows = oracle.labels.iloc[:3]
+    geometry = pend.pendulum_labels(np.full(3, 10.0), rows.light_angle.to_numpy())
+    np.testing.assert_allclose(truth.labels.shadow_position,
+                               geometry["shadow_position"] + rows.shadow_position_noise)
+    assert np.isfinite(oracle.off_joint(truth.labels)).all()  # do(shadow) has support now
+    np.testing.assert_allclose(oracle.off_joint(truth.labels), np.maximum(
+        rows.shadow_length_noise.abs(), rows.shadow_position_noise.abs()).to_numpy())
+    noiseless = PendulumOracle(labels=pend.read_pendulum(
+        pend.write_dataset(tmp_path / "plain", limit=12, progress=False), "test").labels)
+    moved = noiseless.labels.iloc[:1].assign(shadow_length=lambda t: t.shadow_length + 1.0)
+    assert np.isinf(noiseless.off_joint(moved)).all()
+
+
+def test_noisy_and_plain_caches_live_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDAE_DATA_DIR", str(tmp_path))
+    plain = pend.load_or_generate(limit=12, progress=False)
+    noisy = pend.load_or_generate(limit=12, progress=False, shadow_noise_sd=0.5)
+    assert plain == tmp_path / "pendulum" and noisy == tmp_path / "pendulum-shadow_noise0.5"
+    assert '"shadow_noise_sd": 0.5' in (noisy / "dataset.json").read_text()
+    assert "shadow_noise" not in (plain / "dataset.json").read_text()
+    with pytest.raises(ValueError, match="shadow_noise_sd must be a finite number >= 0"):
+        pend.dataset_table(shadow_noise_sd=-1.0)

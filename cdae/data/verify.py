@@ -27,7 +27,8 @@ _REGENERATE = {"morphomnist": "Regenerate it with `python -m cdae data morphomni
                            "{arguments} --overwrite`",
                "folder": "Restore the original files"}
 #: The generator arguments a folder records (args.json / dataset.json), as command-line flags.
-_FLAGS = {"seed": "--seed", "limit": "--limit", "draws_per_digit": "--draws-per-digit"}
+_FLAGS = {"seed": "--seed", "limit": "--limit", "draws_per_digit": "--draws-per-digit",
+          "shadow_noise_sd": "--shadow-noise-sd"}
 
 
 def regenerate_hint(kind: str, folder: Path) -> str:

@@ -18,6 +18,7 @@ to :func:`register_oracle`, not an edit of the evaluation code::
 
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -137,10 +138,13 @@ class MorphoOracle(Oracle):
 @dataclass
 class PendulumOracle(Oracle):
     """Pendulum: the pixel measurements of :func:`cdae.data.pendulum.measure` and
-    re-rendering (:func:`cdae.data.pendulum.counterfactual`; the SCM has no noise, so the
-    counterfactual is exact). ``labels``: the test split's labels (angles in degrees)."""
+    re-rendering (:func:`cdae.data.pendulum.counterfactual`, with each scene's own shadow noise
+    when the dataset has some: abduction is exact either way). ``labels``: the test split's
+    labels (angles in degrees); ``shadow_noise_sd``: the dataset's exogenous shadow noise (0 in
+    CausalVAE's scenes)."""
 
     labels: pd.DataFrame
+    shadow_noise_sd: float = 0.0
     measured: ClassVar[tuple[str, ...]] = ("pendulum_angle", "light_angle", "shadow_length",
                                            "shadow_position")
 
@@ -153,9 +157,9 @@ class PendulumOracle(Oracle):
     SHADOW_TOLERANCE: ClassVar[float] = 1e-6
 
     def off_joint(self, labels: pd.DataFrame) -> np.ndarray:
-        """0 where both shadows are the geometry of the two angles, inf elsewhere: in these
-        scenes the shadows are exact functions of the angles (no noise), so any other shadow
-        has probability zero under the training distribution."""
+        """How far the shadows lie from the geometry of the two angles, in sds of the shadow
+        noise. Without noise (CausalVAE's scenes) the shadows are exact functions of the angles:
+        0 where they match, inf (no support) elsewhere."""
         from cdae.data.pendulum import pendulum_labels
 
         geometry = pendulum_labels(labels["pendulum_angle"].to_numpy(dtype=np.float64),
@@ -163,14 +167,19 @@ class PendulumOracle(Oracle):
                                    check_range=False)
         residual = np.max([np.abs(labels[k].to_numpy(dtype=np.float64) - geometry[k])
                            for k in ("shadow_length", "shadow_position")], axis=0)
+        if self.shadow_noise_sd > 0:
+            return residual / self.shadow_noise_sd
         return np.where(residual <= self.SHADOW_TOLERANCE, 0.0, np.inf)
 
     def counterfactuals(self, indices: Any, do: Mapping[str, Any]) -> TrueCounterfactuals:
         from cdae.data.pendulum import counterfactual
+        from cdae.data.pendulum.scene import NOISE_COLUMNS
 
         rows = self.labels.iloc[np.asarray(indices, dtype=np.int64)]
+        noise = {name: rows[column].to_numpy() for name, column in NOISE_COLUMNS.items()
+                 if column in rows}
         out = counterfactual(rows["pendulum_angle"].to_numpy(), rows["light_angle"].to_numpy(),
-                             _per_row(do, len(rows)))
+                             _per_row(do, len(rows)), shadow_noise=noise)
         return TrueCounterfactuals(out.labels[list(self.measured)].reset_index(drop=True),
                                    out.images)
 
@@ -216,7 +225,12 @@ def _pendulum(root: Path | None, options: Mapping[str, Any]) -> Oracle:
 
     folder = root if root is not None else pendulum.load_or_generate(
         **options.get("generate_kwargs", {}))
-    return PendulumOracle(labels=pendulum.read_pendulum(folder, "test").labels)
+    try:
+        info = json.loads((Path(folder) / pendulum.INFO_JSON).read_text())
+    except (OSError, ValueError):
+        info = {}  # a CausalVAE folder: noiseless
+    return PendulumOracle(labels=pendulum.read_pendulum(folder, "test").labels,
+                          shadow_noise_sd=float(info.get("shadow_noise_sd") or 0.0))
 
 
 register_oracle("morphomnist", _morphomnist)

@@ -11,7 +11,9 @@ Scene coordinates are those of the original figures' axes (x in [0, 20], y in [-
     shadow_position = (g(P) + g(T)) / 2,   shadow_length = max(3, |g(P) - g(T)|)
 
 The SCM: ``pendulum_angle`` and ``light_angle`` are independent roots, ``shadow_length`` and
-``shadow_position`` are noiseless functions of both (the formulas above).
+``shadow_position`` are noiseless functions of both (the formulas above). ``shadow_noise_sd`` > 0
+(``write_dataset``, ``load_or_generate``, ``python -m cdae data pendulum --shadow-noise-sd``)
+adds exogenous noise N(0, sd²) to both, so that do(shadow) asks for scenes the data supports.
 
 Conventions:
 
@@ -40,6 +42,7 @@ from cdae.data.pendulum.files import (
     SPLITS,
     PendulumDataError,
     dataset_table,
+    default_folder,
     file_name,
     load_or_generate,
     parse_file_name,
@@ -64,9 +67,11 @@ from cdae.data.pendulum.scene import (
     J_VALUES,
     LIGHT_RANGE,
     LINE_WIDTH,
+    MIN_DRAWN_SHADOW,
     MIN_SHADOW,
     N_IMAGES,
     N_TEST,
+    NOISE_COLUMNS,
     PENDULUM_RANGE,
     PIVOT,
     ROD_COLOUR,
@@ -83,6 +88,7 @@ from cdae.data.pendulum.scene import (
     YLIM,
     PendulumCounterfactual,
     PendulumSplit,
+    add_shadow_noise,
     counterfactual,
     grid,
     ground_projection,
@@ -101,12 +107,13 @@ from cdae.data.pendulum.scene import (
 __all__ = [
     "ANGLE_STEP", "BACKGROUND", "BOB_COLOUR", "BOB_RADIUS", "FILE_NAME", "GROUND", "IMAGE_SIZE",
     "INFO_JSON", "I_VALUES", "J_VALUES", "LABELS_CSV", "LIGHT_RANGE", "LINE_WIDTH", "MANIFEST",
-    "MIN_SHADOW", "N_IMAGES", "N_TEST", "PENDULUM_RANGE", "PIVOT", "PendulumCounterfactual",
-    "PendulumDataError", "PendulumSplit", "ROD_COLOUR", "ROD_LENGTH", "SHADOW_COLOUR",
-    "SHADOW_REACH", "SPLITS", "SUN_CLIP_TOLERANCE", "SUN_COLOUR", "SUN_HEIGHT", "SUN_RADIUS",
-    "SUN_ROWS_BELOW", "SUN_ROWS_MARGIN", "SUPERSAMPLE", "VARIABLES", "VIEWPORT", "XLIM", "YLIM",
-    "counterfactual", "dataset_table", "file_name", "grid", "ground_projection", "image_extent",
-    "label_ranges", "labels", "load_or_generate", "measure", "parse_file_name",
-    "pendulum_labels", "read_pendulum", "render", "render_batch", "rod_point", "sample",
-    "sample_angles", "sun_position", "verify_dataset", "write_dataset",
+    "MIN_DRAWN_SHADOW", "MIN_SHADOW", "NOISE_COLUMNS", "N_IMAGES", "N_TEST", "PENDULUM_RANGE",
+    "PIVOT", "PendulumCounterfactual", "PendulumDataError", "PendulumSplit", "ROD_COLOUR",
+    "ROD_LENGTH", "SHADOW_COLOUR", "SHADOW_REACH", "SPLITS", "SUN_CLIP_TOLERANCE", "SUN_COLOUR",
+    "SUN_HEIGHT", "SUN_RADIUS", "SUN_ROWS_BELOW", "SUN_ROWS_MARGIN", "SUPERSAMPLE", "VARIABLES",
+    "VIEWPORT", "XLIM", "YLIM", "add_shadow_noise", "counterfactual", "dataset_table",
+    "default_folder", "file_name", "grid", "ground_projection", "image_extent", "label_ranges",
+    "labels", "load_or_generate", "measure", "parse_file_name", "pendulum_labels", "read_pendulum",
+    "render", "render_batch", "rod_point", "sample", "sample_angles", "sun_position",
+    "verify_dataset", "write_dataset",
 ]

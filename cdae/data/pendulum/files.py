@@ -21,8 +21,10 @@ from cdae.data.pendulum.scene import (
     IMAGE_SIZE,
     N_IMAGES,
     N_TEST,
+    NOISE_COLUMNS,
     VARIABLES,
     PendulumSplit,
+    add_shadow_noise,
     grid,
     pendulum_labels,
     render,
@@ -60,10 +62,27 @@ def parse_file_name(name: str) -> tuple[int, int, int, int]:
     return i, j, length, position
 
 
-def dataset_table(seed: int = 0, limit: int | None = None) -> pd.DataFrame:
+def dataset_table(seed: int = 0, limit: int | None = None,
+                  shadow_noise_sd: float = 0.0) -> pd.DataFrame:
     """The rows :func:`write_dataset` writes: the grid (or a seeded subset of ``limit`` points),
-    with ``split`` (test fraction 1,826 / 7,308, seeded) and ``file`` (``<split>/<name>``)."""
+    with ``split`` (test fraction 1,826 / 7,308, seeded) and ``file`` (``<split>/<name>``).
+
+    ``shadow_noise_sd`` > 0 adds exogenous noise N(0, sd²) (scene units, seeded) to both shadows,
+    so that they are no longer functions of the angles and do(shadow) has support; the noise
+    each scene got is kept in ``shadow_length_noise`` / ``shadow_position_noise``. 0 (default)
+    is CausalVAE's noiseless scene.
+    """
+    if not (np.isfinite(shadow_noise_sd) and shadow_noise_sd >= 0):
+        raise ValueError(f"shadow_noise_sd must be a finite number >= 0 (scene units), got "
+                         f"{shadow_noise_sd!r}")
     table = grid()
+    if shadow_noise_sd > 0:
+        draws = np.random.default_rng([seed, 1]).normal(0.0, shadow_noise_sd, (len(table), 2))
+        noisy = add_shadow_noise(table, {"shadow_length": draws[:, 0],
+                                         "shadow_position": draws[:, 1]})
+        for name, column in NOISE_COLUMNS.items():
+            table[column] = noisy[name] - table[name]  # the noise actually drawn
+            table[name] = noisy[name]
     rng = np.random.default_rng(seed)
     if limit is not None:
         if not 2 <= limit <= len(table):
@@ -88,9 +107,11 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 
 def write_dataset(out: str | os.PathLike, seed: int = 0, limit: int | None = None,
-                  overwrite: bool = False, progress: bool = True) -> Path:
+                  overwrite: bool = False, progress: bool = True,
+                  shadow_noise_sd: float = 0.0) -> Path:
     """Render the grid into ``out`` and return it: ``train/`` and ``test/`` PNGs with CausalVAE
     names, ``labels.csv`` (exact labels, split, file), ``dataset.json`` and ``MANIFEST.sha256``.
+    ``shadow_noise_sd``: exogenous shadow noise (see :func:`dataset_table`).
 
     Everything is written to a temporary sibling folder that is renamed onto ``out`` at the end,
     so an interrupted run leaves no half-written dataset. ``limit`` renders a seeded subset.
@@ -100,16 +121,19 @@ def write_dataset(out: str | os.PathLike, seed: int = 0, limit: int | None = Non
     out = Path(out)
     cache.check_replaceable(out, "Pendulum", FOLDER_ENTRIES.__contains__,
                             markers=(MANIFEST, LABELS_CSV, INFO_JSON), overwrite=overwrite)
-    table = dataset_table(seed, limit)
+    table = dataset_table(seed, limit, shadow_noise_sd)
     with cache.building(out) as tmp:
         for split in SPLITS:
             (tmp / split).mkdir()
-        rows = table[["file", "pendulum_angle", "light_angle"]].itertuples(index=False)
-        for file, theta, phi in tqdm(rows, total=len(table), desc="pendulum", disable=not progress):
-            (tmp / file).write_bytes(_png_bytes(render(theta, phi)))
+        rows = table[["file", *VARIABLES]].itertuples(index=False)
+        for file, theta, phi, length, position in tqdm(rows, total=len(table), desc="pendulum",
+                                                       disable=not progress):
+            image = render(theta, phi, shadow_length=length, shadow_position=position)
+            (tmp / file).write_bytes(_png_bytes(image))
         table.to_csv(tmp / LABELS_CSV, index=False)
         cache.write_info(tmp, INFO_JSON, {
             "dataset": "pendulum", "format": 1, "seed": seed, "limit": limit,
+            **({"shadow_noise_sd": float(shadow_noise_sd)} if shadow_noise_sd else {}),
             "n_train": int((table.split == "train").sum()),
             "n_test": int((table.split == "test").sum()),
             "units": {"angles": "degrees", "shadow": "scene units (x axis 0-20)"}})
@@ -212,19 +236,29 @@ def read_pendulum(root: str | os.PathLike, split: str = "train") -> PendulumSpli
 
 
 # ================================================================== cache
+def default_folder(shadow_noise_sd: float = 0.0) -> Path:
+    """``data_dir()/"pendulum"``, or ``pendulum-shadow_noise<sd>`` for noisy shadows."""
+    name = "pendulum" if not shadow_noise_sd else f"pendulum-shadow_noise{shadow_noise_sd:g}"
+    return data_dir() / name
+
+
 def load_or_generate(root: str | os.PathLike | None = None, seed: int = 0,
-                     limit: int | None = None, progress: bool = True) -> Path:
+                     limit: int | None = None, progress: bool = True,
+                     shadow_noise_sd: float = 0.0) -> Path:
     """Folder of a verified Pendulum dataset, rendering it first when absent.
 
-    Default ``root``: ``data_dir()/"pendulum"``. A cache that fails its manifest (missing or
-    changed files) or was made with another seed/limit is regenerated with a warning.
+    Default ``root``: :func:`default_folder`. A cache that fails its manifest (missing or
+    changed files) or was made with another seed/limit/noise is regenerated with a warning.
     """
-    root = Path(root) if root is not None else data_dir() / "pendulum"
+    root = Path(root) if root is not None else default_folder(shadow_noise_sd)
+    # noiseless folders record no noise (their files predate the option)
+    expected = {"seed": seed, "limit": limit,
+                "shadow_noise_sd": float(shadow_noise_sd) if shadow_noise_sd else None}
 
     def problems(folder: Path) -> list[str]:
-        return (verify_dataset(folder)
-                or cache.info_mismatch(folder, INFO_JSON, {"seed": seed, "limit": limit}))
+        return verify_dataset(folder) or cache.info_mismatch(folder, INFO_JSON, expected)
 
     return cache.load_or_build(
         root, "Pendulum", problems,
-        lambda folder: write_dataset(folder, seed, limit, overwrite=True, progress=progress))
+        lambda folder: write_dataset(folder, seed, limit, overwrite=True, progress=progress,
+                                     shadow_noise_sd=shadow_noise_sd))

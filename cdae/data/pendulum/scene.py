@@ -1,4 +1,5 @@
-"""The Pendulum scene: its geometry, the SCM (two angles -> two shadow variables, noiseless),
+"""The Pendulum scene: its geometry, the SCM (two angles -> two shadow variables, noiseless in
+CausalVAE's scenes, optionally with additive exogenous noise),
 the renderer that draws a scene from its angles, and true counterfactuals (re-rendering).
 """
 
@@ -22,6 +23,10 @@ SUN_RADIUS = 3.0
 SUN_HEIGHT = 20.5
 GROUND = -0.5
 MIN_SHADOW = 3.0
+#: With exogenous shadow noise, a shadow is never drawn shorter than this (scene units).
+MIN_DRAWN_SHADOW = 0.5
+NOISE_COLUMNS = {"shadow_length": "shadow_length_noise",
+                 "shadow_position": "shadow_position_noise"}
 XLIM = (0.0, 20.0)
 YLIM = (-1.0, 21.0)
 
@@ -302,15 +307,30 @@ def _check_shadow_range(values: Mapping[str, np.ndarray]) -> None:
             )
 
 
+def add_shadow_noise(geometry: Mapping[str, np.ndarray],
+                     noise: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Shadows with exogenous noise: ``geometry`` (the noiseless shadows of the angles) plus
+    ``noise`` per shadow variable, a length never below :data:`MIN_DRAWN_SHADOW`."""
+    out = {}
+    for name in VARIABLES[2:]:
+        value = np.asarray(geometry[name], dtype=np.float64) + np.asarray(noise.get(name, 0.0))
+        out[name] = np.maximum(MIN_DRAWN_SHADOW, value) if name == "shadow_length" else value
+    return out
+
+
 def counterfactual(pendulum_angle: np.ndarray | float, light_angle: np.ndarray | float,
                    do: Mapping[str, np.ndarray | float], size: int = IMAGE_SIZE,
-                   check_range: bool = True) -> PendulumCounterfactual:
+                   check_range: bool = True,
+                   shadow_noise: Mapping[str, np.ndarray] | None = None,
+                   ) -> PendulumCounterfactual:
     """The true counterfactual of factual scenes (angles in degrees, scalars or (N,)) under
     ``do``, e.g. ``{"light_angle": 100}`` or ``{"shadow_length": 8}``.
 
-    The SCM has no noise, so abduction is exact: intervened variables take their new values,
-    shadows not intervened on are recomputed from the (new) angles, and the scene is re-rendered.
-    An intervention on a shadow (an effect) draws the given shadow instead of the physical one.
+    Abduction is exact: intervened variables take their new values, shadows not intervened on
+    are recomputed from the (new) angles plus each scene's own exogenous ``shadow_noise``
+    (``{"shadow_length": (N,), "shadow_position": (N,)}``; none in the CausalVAE scenes), and
+    the scene is re-rendered. An intervention on a shadow (an effect) draws the given shadow
+    instead of the physical one.
     """
     unknown = sorted(set(do) - set(VARIABLES))
     if unknown:
@@ -319,14 +339,20 @@ def counterfactual(pendulum_angle: np.ndarray | float, light_angle: np.ndarray |
     values = {name: np.asarray(do.get(name, factual), dtype=np.float64) for name, factual in
               (("pendulum_angle", pendulum_angle), ("light_angle", light_angle))}
     values |= {name: np.asarray(do[name], dtype=np.float64) for name in VARIABLES[2:] if name in do}
+    noise = {k: np.asarray(v, dtype=np.float64) for k, v in (shadow_noise or {}).items()}
     shape = np.broadcast_shapes(np.shape(pendulum_angle), np.shape(light_angle),
-                                *(v.shape for v in values.values()))
+                                *(v.shape for v in values.values()), *(v.shape for v in
+                                                                       noise.values()))
     values = {k: np.broadcast_to(v, shape).ravel() for k, v in values.items()}
+    noise = {k: np.broadcast_to(v, shape).ravel() for k, v in noise.items()}
     shadows = {k: v for k, v in values.items() if k in VARIABLES[2:]}
     if check_range:
         _check_shadow_range(shadows)
     table = pd.DataFrame(pendulum_labels(values["pendulum_angle"], values["light_angle"],
                                          check_range))
+    if noise:
+        for name, value in add_shadow_noise(table, noise).items():
+            table[name] = value
     for name, value in shadows.items():
         table[name] = value
     images = render_batch(table["pendulum_angle"].to_numpy(), table["light_angle"].to_numpy(),
