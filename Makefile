@@ -30,8 +30,10 @@ install: $(VENV)/.installed
 quickstart: install
 	$(BIN)/python -m cdae quickstart
 
+# the notebooks run in smoke mode under the tests (small loops, nothing skipped); CDAE_SMOKE=0
+# runs them in full mode
 test: install
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
+	CDAE_SMOKE=$${CDAE_SMOKE:-1} $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
 		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
 		--durations 15
 
