@@ -53,7 +53,7 @@ def test_two_ddp_processes_match_one_process_at_the_same_global_batch(tmp_path):
     torch.testing.assert_close(torch.tensor(ddp_loss), torch.tensor(single_loss), rtol=1e-5,
                                atol=1e-6)
     written = sorted(p.name for p in (tmp_path / "ddp").iterdir())
-    assert written == ["config.yaml", "last.pt", "log.csv"]
+    assert written == [".lock", "config.yaml", "last.pt", "log.csv"]  # rank 0 alone writes
 
 
 def test_the_first_bad_step_is_agreed_over_ranks(tmp_path):
