@@ -124,9 +124,10 @@ class EvaluationReport:
             binned = t["off_joint"]
             binned = binned[binned["measured_by"] == binned["measured_by"].iloc[-1]]
             wide = format_table(binned, rows=["intervened", "off_joint"])
-            counts = binned.groupby(["intervened", "off_joint"], sort=False)["n"].first()
+            wide[("n", "requests")] = binned.groupby(["intervened", "off_joint"],
+                                                     sort=False)["n"].first()
             out.append((f"By distance from the training joint (k noise sds; "
-                        f"{binned['measured_by'].iloc[-1]})", wide.assign(n=counts)))
+                        f"{binned['measured_by'].iloc[-1]})", wide))
         simple = [("true_error", "Error against the true counterfactual (0-255)"),
                   ("composition", "Composition: L1 after k null interventions (0-255)"),
                   ("reversibility", "Reversibility: L1 of do(v), then do(original) (0-255)")]
