@@ -86,6 +86,8 @@ def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600,
         raise NotebookFailed(path.name, _last_error_line(exc), executed_path) from None
     finally:
         bar.close()
+        if kernel.has_kernel:  # a kernel left running warns when its parent exits
+            kernel.shutdown_kernel(now=True)
         sockets.cleanup()
         if env_backup is None:
             os.environ.pop("CDAE_SMOKE", None)

@@ -112,3 +112,16 @@ def test_a_failing_notebook_is_one_line_and_keeps_its_traceback_in_the_executed_
     assert "Traceback" not in message and len(message.splitlines()) == 2
     executed = nbformat.read(tmp_path / "out" / "broken.ipynb", as_version=4)
     assert any(o.get("ename") == "ValueError" for o in executed.cells[1].outputs)
+
+
+def test_run_notebook_shuts_its_kernel_down_before_the_process_exits(tmp_path):
+    import nbformat
+
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
+    script = ("import sys; from pathlib import Path; from cdae.quickstart import run_notebook; "
+              "run_notebook(Path(sys.argv[1]), Path(sys.argv[2]), smoke=True, progress=False)")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Parent appears to have exited" not in done.stdout + done.stderr
