@@ -21,13 +21,12 @@ do(thickness). Reports are written to ``--out`` (one JSON per checkpoint); markd
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
+from checkpoint_reports import checkpoint_args, reports, run_name
 from quality_table import markdown, metric_column, read_report
 
 from cdae.checkpoint import load_model
@@ -40,11 +39,6 @@ ROWS = ("do(intensity): intensity (oracle)", "do(intensity): thickness (oracle)"
         "do(thickness): thickness (oracle)", "do(thickness): intensity (oracle)",
         "do(thickness): digit (predictor)", "do(thickness): L1 to the true counterfactual",
         "do(intensity): L1 to the true counterfactual")
-
-
-def run_name(path: Path) -> str:
-    """runs/<name>/last.pt -> <name>; data/pretrained/<name>.pt -> <name>."""
-    return path.parent.name if path.name == "last.pt" else path.stem
 
 
 def evaluate_one(path: Path, out: Path, n: int, steps: int) -> Path:
@@ -90,24 +84,8 @@ def ablation_markdown(reports: list[Path]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("runs/eval"))
-    parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--reuse", action="store_true",
-                        help="read reports already in --out instead of evaluating again")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    reports = []
-    for path in args.checkpoints:
-        done = args.out / f"ablation_{run_name(path)}.json"
-        reports.append(done if args.reuse and done.exists()
-                       else evaluate_one(path, args.out, args.n, args.steps))
-    print(ablation_markdown(reports))
+    args = checkpoint_args(__doc__.splitlines()[0])
+    print(ablation_markdown(reports(args, "ablation", evaluate_one)))
     print("\n" + json.dumps({"n": args.n, "steps": args.steps, "protocol": "benchmark"}))
 
 

@@ -15,24 +15,18 @@ row per checkpoint, then one per arm: the seeds' mean and, in brackets, their ra
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
+from checkpoint_reports import checkpoint_args, reports, run_name
 from quality_table import markdown
 
 from cdae.checkpoint import load_model
 from cdae.counterfactual import CounterfactualModel
 from cdae.evaluate.distance import bin_labels
 from cdae.evaluate.report import EvaluationConfig, EvaluationReport, evaluate_model
-
-
-def run_name(path: Path) -> str:
-    """runs/arms/<name>/last.pt -> <name>; data/pretrained/<name>.pt -> <name>."""
-    return path.parent.name if path.name == "last.pt" else path.stem
 
 
 def evaluate_one(path: Path, out: Path, n: int, steps: int) -> Path:
@@ -89,25 +83,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("runs/eval"))
-    parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--reuse", action="store_true",
-                        help="read reports already in --out instead of evaluating again")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for path in args.checkpoints:
-        done = args.out / f"arm_{run_name(path)}.json"
-        report_path = (done if args.reuse and done.exists()
-                       else evaluate_one(path, args.out, args.n, args.steps))
-        rows[run_name(path)] = row_of(EvaluationReport.from_json(report_path))
-    frame = pd.DataFrame.from_dict(rows, orient="index")
+    args = checkpoint_args(__doc__.splitlines()[0])
+    found = reports(args, "arm", evaluate_one)
+    frame = pd.DataFrame.from_dict(
+        {path.stem.removeprefix("arm_"): row_of(EvaluationReport.from_json(path))
+         for path in found}, orient="index")
     print(markdown(frame.T.rename_axis("metric")))
     print()
     print(markdown(summary(frame).T.rename_axis("metric (mean [range] over seeds)")))
