@@ -82,7 +82,7 @@ def _with_training_range(state: dict[str, Any]) -> dict[str, Any]:
     from cdae.train.build import build_training_dataset
 
     normalizer = LabelNormalizer.from_dict(state["normalizer"])
-    if normalizer.value_range(normalizer.variables[0]) is not None:
+    if normalizer.low is not None:
         return state["normalizer"]
     train = build_training_dataset(ExperimentConfig.from_dict(state["config"]), normalizer)
     return normalizer.with_range(train.labels_natural, train.graph).to_dict()
