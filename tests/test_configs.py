@@ -60,9 +60,11 @@ def test_an_unreadable_pretrained_manifest_is_a_message_naming_it(tmp_path):
         read_manifest(tmp_path)
 
 
-def test_the_weak_supervision_config_is_the_shipped_recipe_with_fewer_labels():
+@pytest.mark.parametrize("percent", [10, 50])
+def test_the_weak_supervision_configs_are_the_shipped_recipe_with_fewer_labels(percent):
     shipped = load_config(CONFIG_DIR / "morphomnist_small.yaml")
-    weak = load_config(CONFIG_DIR / "morphomnist_small_weak.yaml")
+    weak = load_config(CONFIG_DIR / f"morphomnist_small_weak{percent}.yaml")
     assert weak.model == shipped.model and weak.train == shipped.train
-    assert weak.data.labelled_fraction == 0.1
+    assert weak.data.labelled_fraction == percent / 100
+    assert weak.data.weak_supervision == "split"
     assert weak.data.options == shipped.data.options and weak.data.name == shipped.data.name
