@@ -54,7 +54,8 @@ class Abduction:
 
     ``u`` and ``z`` (B, n·d) are the exogenous noise and causal latents (``u`` is None and ``z``
     the labels for the label-conditional baseline); ``x_T`` (B, C, H, W) the noise image from
-    ``abduction`` ("inversion" or "noise") with ``steps`` DDIM steps.
+    ``abduction`` ("inversion" or "noise") with ``steps`` DDIM steps, inverted with the
+    classifier-free guidance weight ``guidance`` (None: the plain conditional eps).
     """
 
     u: Tensor | None
@@ -62,6 +63,7 @@ class Abduction:
     x_T: Tensor
     steps: int
     abduction: str
+    guidance: float | None = None
 
 
 @dataclass
@@ -203,13 +205,18 @@ class CounterfactualModel:
 
     @torch.no_grad()
     def abduct_noise(self, x: Tensor, z: Tensor, steps: int = 50, abduction: str = "inversion",
-                     generator: torch.Generator | None = None, inversion_iters: int = 0) -> Tensor:
-        """x_T (B, C, H, W) from x: DDIM inversion conditioned on the factual z, or noise jump."""
+                     generator: torch.Generator | None = None, inversion_iters: int = 0,
+                     guidance: float | None = None) -> Tensor:
+        """x_T (B, C, H, W) from x: DDIM inversion conditioned on the factual z, or noise jump.
+
+        The inversion runs the ODE that decoding with the same ``guidance`` runs backwards, so
+        the null intervention gives the image back under any guidance weight.
+        """
         if abduction not in ABDUCTIONS:
             raise ValueError(f"abduction must be one of {ABDUCTIONS}, got {abduction!r}")
         if abduction == "noise":
             return self.diffusion.noise_jump(x, generator=generator)
-        return self.diffusion.ddim_invert(self._eps_fn(z, None), x, steps=steps,
+        return self.diffusion.ddim_invert(self._eps_fn(z, guidance), x, steps=steps,
                                           fixed_point_iters=inversion_iters)
 
     def intervene(self, u: Tensor | None, z: Tensor, do: Mapping[str, Any],
@@ -280,25 +287,30 @@ class CounterfactualModel:
     @torch.no_grad()
     def abduct(self, x: Tensor, steps: int = 50, abduction: str = "inversion",
                labels: Tensor | None = None, generator: torch.Generator | None = None,
-               inversion_iters: int = 0) -> Abduction:
+               inversion_iters: int = 0, guidance: float | None = None) -> Abduction:
         """Abduction of images ``x`` (B, C, H, W): u, z = encode(x) and x_T by
-        :meth:`abduct_noise`; pass the result to :meth:`predict` for each intervention."""
+        :meth:`abduct_noise` (inverted with the guidance weight that :meth:`predict` will decode
+        with); pass the result to :meth:`predict` for each intervention."""
         x = self._check_images(x)
+        _check_guidance(guidance)
         u, z = self._encode(x, labels)
-        x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
-        return Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction)
+        x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters, guidance)
+        return Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction, guidance=guidance)
 
     @torch.no_grad()
     def predict(self, abducted: Abduction, do: Mapping[str, Any], guidance: float | None = None,
                 clamp: bool = False, steps: int | None = None) -> CounterfactualResult:
         """Action and prediction from an :class:`Abduction`: the counterfactual z under ``do``,
-        decoded from the abducted x_T with ``steps`` DDIM steps (default: the abduction's).
+        decoded from the abducted x_T with ``steps`` DDIM steps and guidance weight ``guidance``
+        (default for both: the abduction's).
 
-        Decoding an inversion with other steps than it was made with follows the same ODE on a
-        coarser or finer grid, so it is approximate; the noise jump has no such coupling.
+        Decoding an inversion with other steps or another guidance weight than it was made
+        with follows another ODE (or the same one on another grid), so the null intervention
+        no longer gives the image back exactly; the noise jump has no such coupling.
         """
         z_cf = self.intervene(abducted.u, abducted.z, do, clamp)
-        return self._prediction(abducted, z_cf, do, guidance,
+        return self._prediction(abducted, z_cf, do,
+                                abducted.guidance if guidance is None else guidance,
                                 abducted.steps if steps is None else steps)
 
     def _prediction(self, abducted: Abduction, z_cf: Tensor, do: Mapping[str, Any],
@@ -326,7 +338,8 @@ class CounterfactualModel:
                 variables at once are allowed. An empty dict is the null intervention.
             steps: DDIM steps for inversion and for decoding.
             abduction: ``"inversion"`` (deterministic, keeps style) or ``"noise"`` (released code).
-            guidance: classifier-free guidance weight w (None: plain conditional decoding).
+            guidance: classifier-free guidance weight w (None: plain conditional decoding); the
+                inversion uses the same weight, so ``do={}`` reconstructs under any w.
             labels: factual labels in label space, only for the label-conditional baseline.
             clamp: clamp out-of-range values (with a warning) instead of raising.
             generator: for ``abduction="noise"``; inversion and decoding are deterministic.
@@ -336,9 +349,9 @@ class CounterfactualModel:
         _check_guidance(guidance)  # a bad guidance or do() is refused before the inversion
         u, z = self._encode(x, labels)
         z_cf = self.intervene(u, z, do, clamp)
-        x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters)
-        return self._prediction(Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction),
-                                z_cf, do, guidance, steps)
+        x_T = self.abduct_noise(x, z, steps, abduction, generator, inversion_iters, guidance)
+        return self._prediction(Abduction(u=u, z=z, x_T=x_T, steps=steps, abduction=abduction,
+                                          guidance=guidance), z_cf, do, guidance, steps)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, steps: int = 50, abduction: str = "inversion",

@@ -2,15 +2,19 @@
 made, and the property that tells them apart from CausalDiffAE: they do not propagate an
 intervention to its effects. (test_pretrained.py runs do(intensity) on every Morpho-MNIST model.)"""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cdae import build_dataset, load_pretrained
+from cdae.config import load_config
 from cdae.data import pendulum
 from cdae.data.images import to_pixels
 from cdae.data.morphomnist import tutorial_root
 from cdae.pretrained import read_manifest
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 MORPHO_BASELINES = ("morphomnist_small_diffae", "morphomnist_small_label_ddim")
 
 
@@ -19,7 +23,9 @@ def test_manifest_says_how_the_baseline_was_trained(name):
     entry = read_manifest()[f"{name}.pt"]
     assert entry["command"] == f"python -m cdae train configs/{name}.yaml"
     assert entry["model_kind"] == name.rsplit("_small_", 1)[1]
-    assert entry["seed"] == 0 and entry["step"] == 3000 and entry["bytes"] < 5_000_000
+    config = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert entry["seed"] == config.train.seed and entry["step"] == config.train.steps
+    assert entry["bytes"] < 5_000_000
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,12 @@ oracle and compared with the renderer's true counterfactual of the same scene.""
 
 import numpy as np
 import pytest
+import torch
 
 from cdae import build_dataset, load_pretrained
 from cdae.data import pendulum
 from cdae.data.images import convert_channels, images_to_nchw, resize_images, to_pixels
+from cdae.evaluate.oracles import oracle_for
 from cdae.pretrained import read_manifest
 
 
@@ -59,3 +61,41 @@ def test_do_pendulum_angle_moves_the_pendulum_and_its_shadow_like_the_renderer(c
     to_truth = np.abs(to_pixels(out.images) - true_images.numpy().astype(float)).mean()
     unchanged = np.abs(to_pixels(x) - true_images.numpy().astype(float)).mean()
     assert to_truth < unchanged, (to_truth, unchanged)
+
+
+NOISY = {"size": 32, "channels": 3, "generate_kwargs": {"shadow_noise_sd": 1.0}}
+
+
+def test_the_noisy_shadow_model_says_how_it_was_trained():
+    entry = read_manifest()["pendulum_small_noisy_shadows.pt"]
+    assert entry["command"] == "python -m cdae train configs/pendulum_small_noisy_shadows.yaml"
+    assert entry["dataset"]["options"]["generate_kwargs"] == NOISY["generate_kwargs"]
+
+
+@pytest.mark.slow
+def test_do_shadow_length_has_support_on_noisy_shadows_and_matches_the_renderer():
+    # With exogenous shadow noise a shadow longer than the geometry gives is a scene the data
+    # shows, so do(shadow_length) can be learned: the shadow takes the asked length, the angles
+    # that cause it stay, and the image lands nearer the renderer's counterfactual than the
+    # factual scene is.
+    cf = load_pretrained("pendulum_small_noisy_shadows")
+    oracle = oracle_for("pendulum", options=NOISY)
+    test = build_dataset("pendulum", "test", normalizer=cf.normalizer, **NOISY)
+    pick = np.random.default_rng(0).permutation(len(test))[:8]
+    x = test.tensors()[0][pick]
+    asked = np.clip(oracle.labels["shadow_length"].to_numpy()[pick] + 2.0, None, 10.0)
+    out = cf.counterfactual(x, do={"shadow_length": torch.as_tensor(asked)}, steps=50)
+    measured = pendulum.measure(storage(out.images))
+    factual = oracle.labels.iloc[pick].reset_index(drop=True)
+    length_error = np.median(np.abs(measured["shadow_length"].to_numpy() - asked))
+    moved = {k: np.median(np.abs(measured[k] - factual[k])) for k in ("pendulum_angle",
+                                                                      "light_angle")}
+    truth = oracle.counterfactuals(pick, {"shadow_length": asked})
+    true_images = resize_images(convert_channels(images_to_nchw(truth.images), 3), (32, 32))
+    to_truth = np.abs(to_pixels(out.images) - true_images.numpy().astype(float)).mean()
+    unchanged = np.abs(to_pixels(x) - true_images.numpy().astype(float)).mean()
+    print(f"shadow length error {length_error:.2f}, angles moved {moved}, "
+          f"L1 to truth {to_truth:.2f} vs unchanged {unchanged:.2f}")
+    assert length_error < 1.0
+    assert max(moved.values()) < 4.0
+    assert to_truth < unchanged

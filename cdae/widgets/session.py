@@ -165,12 +165,15 @@ class ExplorerSession:
 
     # ------------------------------------------------------------------ counterfactuals
     def abduct(self, index: int, steps: int, abduction: str = "inversion",
-               ) -> tuple[Abduction, bool]:
+               guidance: float = 1.0) -> tuple[Abduction, bool]:
         """The cached abduction of image ``index`` (computed on first use; ``steps`` DDIM
-        inversion steps, unused by the noise jump) and whether it was cached already."""
+        inversion steps with guidance weight ``guidance``, both unused by the noise jump) and
+        whether it was cached already."""
         if abduction not in ABDUCTIONS:
             raise ValueError(f"abduction must be one of {ABDUCTIONS}, got {abduction!r}")
-        key = (int(index), int(steps) if abduction == "inversion" else 0, abduction)
+        inverted = abduction == "inversion"
+        key = (int(index), int(steps) if inverted else 0, float(guidance) if inverted else 1.0,
+               abduction)
         if key in self._abductions:
             self._abductions.move_to_end(key)
             return self._abductions[key], True
@@ -178,7 +181,7 @@ class ExplorerSession:
         labels = self.dataset.labels_normalized[int(index) : int(index) + 1]
         with torch.inference_mode():
             found = self.cf.abduct(self.image(index), steps, abduction, labels=labels,
-                                   generator=generator)
+                                   generator=generator, guidance=guidance)
         self._abductions[key] = found
         while len(self._abductions) > self.cache_size:
             self._abductions.popitem(last=False)
@@ -200,7 +203,7 @@ class ExplorerSession:
         inversion_steps = steps if inversion_steps is None else check_steps(inversion_steps,
                                                                             "inversion_steps")
         started = time.perf_counter()
-        abducted, cached = self.abduct(index, inversion_steps, abduction)
+        abducted, cached = self.abduct(index, inversion_steps, abduction, guidance)
         after_abduction = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
             warnings.simplefilter("always")
