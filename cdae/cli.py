@@ -72,7 +72,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     return evaluate_cli(args.checkpoint, data=args.data, json_out=args.json_out, n=args.n,
                         steps=args.steps, protocol=args.protocol, device=args.device,
-                        tables_wanted=args.tables)
+                        tables_wanted=args.tables, guidance=args.guidance)
 
 
 def _comma_list(text: str) -> list[str]:
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=int, default=50, help="DDIM steps")
     evaluate.add_argument("--protocol", choices=["benchmark", "random", "fixed"],
                           default="benchmark", help="how intervention values are chosen")
+    evaluate.add_argument("--guidance", type=float, default=None,
+                          help="classifier-free guidance weight w of every counterfactual "
+                          "(default: none, plain conditional decoding)")
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--tables", type=_comma_list, default=None,
                           help="comma-separated tables to compute, e.g. effectiveness,true_error "

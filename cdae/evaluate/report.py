@@ -107,7 +107,7 @@ class EvaluationReport:
         m = self.meta
         lines = [f"## {m.get('model', 'model')} on {m.get('dataset')}: n={m.get('n')}, "
                  f"{m.get('steps')} DDIM steps, abduction={m.get('abduction')}, "
-                 f"protocol={m.get('protocol')}", ""]
+                 f"guidance={m.get('guidance')}, protocol={m.get('protocol')}", ""]
         for title, table in self._headline_tables():
             lines += [f"### {title}", _markdown(table.round(decimals)), ""]
         lines += [f"- {note}" for note in m.get("notes", [])]
@@ -282,9 +282,10 @@ def speed_quality(
 def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None,
                  json_out: str | os.PathLike | None = None, n: int | None = None,
                  steps: int = 50, protocol: str = "benchmark", device: str | None = None,
-                 tables_wanted: Sequence[str] | None = None) -> int:
+                 tables_wanted: Sequence[str] | None = None,
+                 guidance: float | None = None) -> int:
     """``python -m cdae evaluate CHECKPOINT [--data DIR] [--json OUT] [--n N] [--steps S]
-    [--protocol P] [--device D] [--tables T,...]``: evaluate a checkpoint on its config's
+    [--protocol P] [--guidance W] [--device D] [--tables T,...]``: evaluate a checkpoint on its config's
     dataset (test split read from ``data``, default the config's ``data.root`` or the dataset's
     cache), print the summary, optionally write the JSON report. ``n`` defaults to 256 (16 in
     smoke mode); ``tables_wanted`` None computes every table."""
@@ -296,7 +297,7 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
         check_writable(json_out, "--json file")
     default_n = 16 if smoke_mode() else 256
     config = EvaluationConfig(n=default_n if n is None else n, steps=steps,
-                              protocol=protocol, tables=tables_wanted)
+                              protocol=protocol, tables=tables_wanted, guidance=guidance)
     device = pick_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_model(checkpoint, device=device)
     cf_model = CounterfactualModel(loaded.model, loaded.diffusion, loaded.normalizer)
