@@ -285,10 +285,10 @@ def evaluate_cli(checkpoint: str | os.PathLike, data: str | os.PathLike | None =
                  tables_wanted: Sequence[str] | None = None,
                  guidance: float | None = None) -> int:
     """``python -m cdae evaluate CHECKPOINT [--data DIR] [--json OUT] [--n N] [--steps S]
-    [--protocol P] [--guidance W] [--device D] [--tables T,...]``: evaluate a checkpoint on its config's
-    dataset (test split read from ``data``, default the config's ``data.root`` or the dataset's
-    cache), print the summary, optionally write the JSON report. ``n`` defaults to 256 (16 in
-    smoke mode); ``tables_wanted`` None computes every table."""
+    [--protocol P] [--guidance W] [--device D] [--tables T,...]``: evaluate a checkpoint on
+    its config's dataset (test split read from ``data``, default the config's ``data.root`` or
+    the dataset's cache), print the summary, optionally write the JSON report. ``n`` defaults
+    to 256 (16 in smoke mode); ``tables_wanted`` None computes every table."""
     from cdae.checkpoint import load_model
     from cdae.counterfactual import CounterfactualModel
     from cdae.train.runtime import pick_device
