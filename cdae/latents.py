@@ -1,4 +1,4 @@
-"""Looking inside a trained model's latent space (notebook 05).
+"""Looking inside a trained model's latent space (notebook 06).
 
 A CausalDiffAE encodes an image x into exogenous noise u = mu(x) and causal latents z = SCM(u),
 each (N, n·d): one block of d dims per variable of the graph, in ``graph.nodes`` order, with

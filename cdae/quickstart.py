@@ -19,12 +19,13 @@ from typing import Any
 from cdae.paths import figures_dir, repo_root
 
 #: Notebooks the main job runs, in order: the quickstart on the shipped model, then every
-#: tutorial that does not train (04 trains unless its run folder already holds a checkpoint).
+#: tutorial that does not train (05 trains unless its run folder already holds a checkpoint).
 QUICKSTART_NOTEBOOKS = (
     "00_quickstart.ipynb",
-    "01_data_morphomnist.ipynb",
-    "02_data_pendulum.ipynb",
-    "03_diffusion_basics.ipynb",
+    "01_seeing_vs_doing.ipynb",
+    "02_data_morphomnist.ipynb",
+    "03_data_pendulum.ipynb",
+    "04_diffusion_basics.ipynb",
 )
 
 

@@ -11,7 +11,8 @@ One function per metric, each with its formula in its docstring:
 And the whole pipeline: :func:`evaluate_model` -> :class:`EvaluationReport` (all of the above on
 a trained model's test set, with intervention protocols and dataset oracles, set by an
 :class:`EvaluationConfig`),
-:func:`speed_quality` (seconds and quality versus DDIM steps) and
+:func:`speed_quality` (seconds and quality versus DDIM steps), :func:`guidance_sweep` and
+:func:`sweep_frame` (every metric against the guidance weight) and
 :func:`load_or_train_evaluators` (the cached predictor and feature net that score them).
 """
 
@@ -28,6 +29,7 @@ from cdae.evaluate.oracles import Oracle, oracle_for, register_oracle
 from cdae.evaluate.predictors import AntiCausalPredictor, TrunkConfig, train_predictor
 from cdae.evaluate.realism import KID, FeatureNet, fid, kid, realism_table, train_feature_net
 from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
+from cdae.evaluate.sweeps import guidance_sweep, sweep_frame
 from cdae.evaluate.tables import EvaluationConfig
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "evaluate_model",
     "fid",
     "format_table",
+    "guidance_sweep",
     "kid",
     "load_or_train_evaluators",
     "oracle_for",
@@ -53,6 +56,7 @@ __all__ = [
     "register_oracle",
     "reversibility",
     "speed_quality",
+    "sweep_frame",
     "train_feature_net",
     "train_predictor",
 ]
