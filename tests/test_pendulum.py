@@ -438,6 +438,11 @@ def test_noisy_shadows_carry_recorded_noise_that_the_pixels_show(tmp_path):
         pend.write_dataset(tmp_path / "plain", limit=12, progress=False), "test").labels)
     moved = noiseless.labels.iloc[:1].assign(shadow_length=lambda t: t.shadow_length + 1.0)
     assert np.isinf(noiseless.off_joint(moved)).all()
+    # the noisy dataset holds shadows beyond the grid's range, so its oracle renders them
+    low = pend.label_ranges()["shadow_position"][0] - 2.0
+    assert oracle.counterfactuals([0], {"shadow_position": low}).labels.shadow_position[0] == low
+    with pytest.raises(ValueError, match=r"do\(shadow_position=.*outside the dataset's range"):
+        noiseless.counterfactuals([0], {"shadow_position": low})
 
 
 def test_noisy_and_plain_caches_live_apart(tmp_path, monkeypatch):

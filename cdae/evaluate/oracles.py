@@ -173,13 +173,14 @@ class PendulumOracle(Oracle):
 
     def counterfactuals(self, indices: Any, do: Mapping[str, Any]) -> TrueCounterfactuals:
         from cdae.data.pendulum import counterfactual
-        from cdae.data.pendulum.scene import NOISE_COLUMNS
+        from cdae.data.pendulum.scene import NOISE_COLUMNS, shadow_ranges
 
         rows = self.labels.iloc[np.asarray(indices, dtype=np.int64)]
         noise = {name: rows[column].to_numpy() for name, column in NOISE_COLUMNS.items()
                  if column in rows}
         out = counterfactual(rows["pendulum_angle"].to_numpy(), rows["light_angle"].to_numpy(),
-                             _per_row(do, len(rows)), shadow_noise=noise)
+                             _per_row(do, len(rows)), shadow_noise=noise,
+                             shadow_range=shadow_ranges(self.shadow_noise_sd))
         return TrueCounterfactuals(out.labels[list(self.measured)].reset_index(drop=True),
                                    out.images)
 

@@ -101,6 +101,7 @@ from cdae.data.pendulum.scene import (
     rod_point,
     sample,
     sample_angles,
+    shadow_ranges,
     sun_position,
 )
 
@@ -114,6 +115,7 @@ __all__ = [
     "VIEWPORT", "XLIM", "YLIM", "add_shadow_noise", "counterfactual", "dataset_table",
     "default_folder", "file_name", "grid", "ground_projection", "image_extent", "label_ranges",
     "labels", "load_or_generate", "measure", "parse_file_name", "pendulum_labels", "read_pendulum",
-    "render", "render_batch", "rod_point", "sample", "sample_angles", "sun_position",
+    "render", "render_batch", "rod_point", "sample", "sample_angles", "shadow_ranges",
+    "sun_position",
     "verify_dataset", "write_dataset",
 ]

@@ -296,15 +296,31 @@ def sample(n: int, rng: np.random.Generator | int | None = None) -> PendulumSpli
     return PendulumSplit(render_batch(theta, phi), table, f"pendulum:sampled n={n}")
 
 
-def _check_shadow_range(values: Mapping[str, np.ndarray]) -> None:
-    ranges = label_ranges()
+def _check_shadow_range(values: Mapping[str, np.ndarray],
+                        ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+    ranges = label_ranges() if ranges is None else ranges
     for name, value in values.items():
         lo, hi = ranges[name]
-        if np.any((value < lo - _TOLERANCE) | (value > hi + _TOLERANCE)):
+        outside = (value < lo - _TOLERANCE) | (value > hi + _TOLERANCE)
+        if np.any(outside):
             raise ValueError(
-                f"do({name}={value.flat[0]:g}) is outside the dataset's range [{lo:.3g}, "
-                f"{hi:.3g}]; pass check_range=False to extrapolate on purpose"
+                f"do({name}={value[outside].flat[0]:g}) is outside the dataset's range "
+                f"[{lo:.3g}, {hi:.3g}]; pass check_range=False to extrapolate on purpose"
             )
+
+
+def shadow_ranges(shadow_noise_sd: float = 0.0, spread: float = 4.0,
+                  ) -> dict[str, tuple[float, float]]:
+    """The shadows a dataset can hold: the CausalVAE grid's range (:func:`label_ranges`),
+    widened by ``spread`` sds of exogenous shadow noise (a length never below
+    :data:`MIN_DRAWN_SHADOW`)."""
+    ranges = label_ranges()
+    out = {}
+    for name in VARIABLES[2:]:
+        lo, hi = ranges[name]
+        lo, hi = lo - spread * shadow_noise_sd, hi + spread * shadow_noise_sd
+        out[name] = (max(lo, MIN_DRAWN_SHADOW) if name == "shadow_length" else lo, hi)
+    return out
 
 
 def add_shadow_noise(geometry: Mapping[str, np.ndarray],
@@ -322,6 +338,7 @@ def counterfactual(pendulum_angle: np.ndarray | float, light_angle: np.ndarray |
                    do: Mapping[str, np.ndarray | float], size: int = IMAGE_SIZE,
                    check_range: bool = True,
                    shadow_noise: Mapping[str, np.ndarray] | None = None,
+                   shadow_range: Mapping[str, tuple[float, float]] | None = None,
                    ) -> PendulumCounterfactual:
     """The true counterfactual of factual scenes (angles in degrees, scalars or (N,)) under
     ``do``, e.g. ``{"light_angle": 100}`` or ``{"shadow_length": 8}``.
@@ -330,7 +347,8 @@ def counterfactual(pendulum_angle: np.ndarray | float, light_angle: np.ndarray |
     are recomputed from the (new) angles plus each scene's own exogenous ``shadow_noise``
     (``{"shadow_length": (N,), "shadow_position": (N,)}``; none in the CausalVAE scenes), and
     the scene is re-rendered. An intervention on a shadow (an effect) draws the given shadow
-    instead of the physical one.
+    instead of the physical one; with ``check_range`` its value must lie in ``shadow_range``
+    (default: the CausalVAE grid's; :func:`shadow_ranges` widens it for noisy shadows).
     """
     unknown = sorted(set(do) - set(VARIABLES))
     if unknown:
@@ -347,7 +365,7 @@ def counterfactual(pendulum_angle: np.ndarray | float, light_angle: np.ndarray |
     noise = {k: np.broadcast_to(v, shape).ravel() for k, v in noise.items()}
     shadows = {k: v for k, v in values.items() if k in VARIABLES[2:]}
     if check_range:
-        _check_shadow_range(shadows)
+        _check_shadow_range(shadows, shadow_range)
     table = pd.DataFrame(pendulum_labels(values["pendulum_angle"], values["light_angle"],
                                          check_range))
     if noise:
