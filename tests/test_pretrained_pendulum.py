@@ -48,10 +48,10 @@ def test_do_pendulum_angle_moves_the_pendulum_and_its_shadow_like_the_renderer(c
     before = np.median(np.abs(labels["pendulum_angle"] - 20.0))
     after = np.median(np.abs(measured["pendulum_angle"] - 20.0))
     print(f"pendulum angle: {before:.1f} deg from 20 before, {after:.1f} after")
-    assert after < 8.0 and after < before / 2
-    assert np.median(np.abs(measured["light_angle"] - labels["light_angle"])) < 3.0
+    assert after < 2.0 and after < before / 2
+    assert np.median(np.abs(measured["light_angle"] - labels["light_angle"])) < 2.0
     # the effects follow the renderer's geometry for the new angle
-    for effect, tolerance in (("shadow_position", 1.0), ("shadow_length", 2.0)):
+    for effect, tolerance in (("shadow_position", 0.5), ("shadow_length", 0.5)):
         error = np.median(np.abs(measured[effect].to_numpy() - truth.labels[effect].to_numpy()))
         print(f"{effect}: median error {error:.2f} against the renderer")
         assert error < tolerance, effect
@@ -96,6 +96,6 @@ def test_do_shadow_length_has_support_on_noisy_shadows_and_matches_the_renderer(
     unchanged = np.abs(to_pixels(x) - true_images.numpy().astype(float)).mean()
     print(f"shadow length error {length_error:.2f}, angles moved {moved}, "
           f"L1 to truth {to_truth:.2f} vs unchanged {unchanged:.2f}")
-    assert length_error < 1.0
-    assert max(moved.values()) < 4.0
+    assert length_error < 0.5  # the target, on 256 scenes; measured 0.11 on these 8
+    assert max(moved.values()) < 2.0
     assert to_truth < unchanged
