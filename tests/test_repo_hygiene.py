@@ -40,6 +40,18 @@ def test_notebooks_exist_and_are_numbered():
         assert path.name[:2].isdigit() and path.name[2] == "_", path.name
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_carry_their_notebooks_number(path):
+    # figures/ is sorted by notebook: a figure saved under another number would be committed,
+    # ignored or overwritten as if it were another notebook's
+    import re
+
+    source = "".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"])
+    names = re.findall(r"save_figure\([^,]+,\s*f?\"([^\"]+)\"", source)
+    wrong = [name for name in names if not name.startswith(path.name[:3])]
+    assert not wrong, f"{path.name} saves figures {wrong}; prefix them with {path.name[:3]!r}"
+
+
 def test_ruff_is_clean():
     result = subprocess.run(
         [_tool("ruff"), "check", "cdae", "tests", "benchmarks", "notebooks"],
