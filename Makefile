@@ -31,9 +31,12 @@ quickstart: install
 	$(BIN)/python -m cdae quickstart
 
 # the notebooks run in smoke mode under the tests (small loops, nothing skipped); CDAE_SMOKE=0
-# runs them in full mode
+# runs them in full mode. One intra-op thread per process: the PYTEST_WORKERS workers (and the
+# notebook kernels they start) already fill the cores, and more busy threads than cores make
+# PyTorch's spinning threads wait on each other (measured: a 19 s smoke cell took 388 s)
 test: install
-	CDAE_SMOKE=$${CDAE_SMOKE:-1} $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
+	CDAE_SMOKE=$${CDAE_SMOKE:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
 		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
 		--durations 15
 
