@@ -339,7 +339,9 @@ class CounterfactualModel:
             steps: DDIM steps for inversion and for decoding.
             abduction: ``"inversion"`` (deterministic, keeps style) or ``"noise"`` (released code).
             guidance: classifier-free guidance weight w (None: plain conditional decoding); the
-                inversion uses the same weight, so ``do={}`` reconstructs under any w.
+                inversion uses the same weight, so ``do={}`` reconstructs under it. From about
+                w = 3 the plain guided inversion can diverge on some images (its error growing
+                with steps); ``inversion_iters=2`` makes it converge.
             labels: factual labels in label space, only for the label-conditional baseline.
             clamp: clamp out-of-range values (with a warning) instead of raising.
             generator: for ``abduction="noise"``; inversion and decoding are deterministic.

@@ -60,14 +60,18 @@ def test_inversion_then_decoding_reproduces_real_digits(cf, digits):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("guidance", [0.0, 2.0, 3.0])
-def test_the_null_intervention_converges_to_the_image_under_guidance(cf, digits, guidance):
+@pytest.mark.parametrize(("guidance", "inversion_iters"), [(0.0, 0), (2.0, 0), (3.0, 2)])
+def test_the_null_intervention_converges_to_the_image_under_guidance(cf, digits, guidance,
+                                                                     inversion_iters):
     # abduction inverts with the guided eps that decoding uses, so finer grids reproduce the
-    # input ever more closely whatever the weight (inverting with the plain eps left a floor)
+    # input ever more closely (inverting with the plain eps left a floor). At w = 3 the plain
+    # guided inversion can diverge on some digits (measured on four: L1 3.7 at 10 steps, 9.0 at
+    # 50); two fixed-point refinements per step make it converge (1.9 at 50, 1.4 at 100)
     x = digits[:4]
-    l1 = {steps: np.abs(to_pixels(cf.counterfactual(x, {}, steps=steps, guidance=guidance)
-                                  .images) - to_pixels(x)).mean() for steps in (10, 50)}
-    print(f"w={guidance}: null-intervention L1 {l1}")
+    l1 = {steps: np.abs(to_pixels(cf.counterfactual(
+        x, {}, steps=steps, guidance=guidance, inversion_iters=inversion_iters).images)
+        - to_pixels(x)).mean() for steps in (10, 50)}
+    print(f"w={guidance}, {inversion_iters} refinements: null-intervention L1 {l1}")
     assert l1[50] < l1[10] and l1[50] < 4.0, l1
 
 
