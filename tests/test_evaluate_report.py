@@ -28,10 +28,10 @@ from cdae.evaluate.oracles import (
     register_oracle,
 )
 from cdae.evaluate.protocol import (
+    benchmark_cuts,
     benchmark_values,
     fixed_values,
     protocol_values,
-    quantile_bins,
     random_values,
 )
 from cdae.evaluate.report import EvaluationReport, evaluate_model, speed_quality
@@ -140,19 +140,30 @@ def value(table, **where):
 
 
 # ---------------------------------------------------------------------------- protocols
-def test_benchmark_values_lie_in_another_quantile_bin_and_are_test_values():
+def test_benchmark_cuts_are_the_means_of_equal_width_bins():
+    population = np.array([0.0, 1.0, 2.0, 9.0, 10.0])  # bins of width 5: [0, 5) and [5, 10]
+    np.testing.assert_allclose(benchmark_cuts(population, 2), [1.0, 9.5])
+    np.testing.assert_allclose(benchmark_cuts([0.0, 0.1, 10.0], 4), [0.05, 10.0])  # empty bins
+
+
+def test_benchmark_values_lie_in_another_interval_and_are_test_values():
     population = 0.5 + np.random.default_rng(0).gamma(10, 1 / 5, size=500)
     indices = np.arange(0, 500, 3)
     values = benchmark_values(population, indices, n_bins=5, seed=1)
-    edges = quantile_bins(population, 5)
+    cuts = benchmark_cuts(population, 5)
     assert np.isin(values, population).all()
-    assert (np.searchsorted(edges, values, side="right")
-            != np.searchsorted(edges, population[indices], side="right")).all()
+    assert (np.searchsorted(cuts, values, side="right")
+            != np.searchsorted(cuts, population[indices], side="right")).all()
     np.testing.assert_array_equal(values, benchmark_values(population, indices, 5, seed=1))
     assert not np.array_equal(values, benchmark_values(population, indices, 5, seed=2))
-    digits = np.random.default_rng(1).integers(0, 10, size=200).astype(float)
-    classes = benchmark_values(digits, np.arange(200), categorical=True, seed=0)
-    assert (classes != digits).all() and np.isin(classes, digits).all()
+
+
+def test_benchmark_draws_another_class_uniformly_not_by_frequency():
+    digits = np.array([0.0] * 900 + [1.0] * 50 + [2.0] * 50)  # class 0 is 18 times as common
+    classes = benchmark_values(digits, np.arange(900, 950).repeat(40), categorical=True, seed=0)
+    assert set(np.unique(classes)) == {0.0, 2.0}  # the image's own class (1) is never drawn
+    share_of_zero = float(np.mean(classes == 0.0))
+    assert 0.4 < share_of_zero < 0.6, share_of_zero  # uniform over {0, 2}; by frequency: 0.95
 
 
 def test_random_values_come_from_other_test_images():

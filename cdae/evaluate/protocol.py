@@ -7,12 +7,13 @@ of the intervened variable (all N of them).
 * ``"fixed"`` (:func:`fixed_values`): user-given values, cycled over the images, e.g.
   thickness in {1.5, 2.5, 3.5, 4.5} px, intensity in {80, 160, 240}, digit in 0..9.
 * ``"benchmark"`` (:func:`benchmark_values`): the protocol of Melistas et al., *Benchmarking
-  Counterfactual Image Generation* (NeurIPS 2024): the value is drawn from the test set's values
-  of that variable lying in a *different bin* than the image's own value, so every
-  counterfactual asks for a real change. Bins: ``n_bins`` quantile bins of the test
-  distribution (default 9, the number of bins in the benchmark's code, which uses equal-width
-  bins on the min-max range; quantile bins keep every bin equally populated). A categorical
-  variable's bins are its classes: any other class, weighted by its test frequency.
+  Counterfactual Image Generation* (NeurIPS 2024), as their released code does it, so that every
+  counterfactual asks for a real change. A continuous variable's range [min, max] over the test
+  set is cut into ``n_bins`` equal-width bins (9 in their code); the mean of the test values in
+  each bin is a cut point, and the cut points split the line into intervals. The value is drawn
+  uniformly from the distinct test values lying in a different interval than the image's own
+  value. A categorical variable: any other class, uniformly over the distinct classes of the test
+  set (not weighted by their frequency).
 * ``"random"`` (:func:`random_values`): the value of a random *other* test image (it may
   equal the image's own value, e.g. the same digit).
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 PROTOCOLS = ("benchmark", "random", "fixed")
-#: Quantile bins of the "benchmark" protocol (the benchmark's code also uses 9 bins).
+#: Equal-width bins of the "benchmark" protocol (9, as in the benchmark's code).
 DEFAULT_BINS = 9
 
 
@@ -49,35 +50,42 @@ def fixed_values(values: Sequence[float], n: int) -> np.ndarray:
     return np.resize(array, int(n))
 
 
-def quantile_bins(population: Any, n_bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Inner bin edges (n_bins - 1,): the 1/n_bins, ..., (n_bins-1)/n_bins quantiles."""
+def benchmark_cuts(population: Any, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """(k,) increasing cut points, k <= n_bins: the mean of the population's values in each of
+    ``n_bins`` equal-width bins of [min, max] (the last bin closed; empty bins give no cut)."""
     if int(n_bins) != n_bins or n_bins < 2:
         raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
-    return np.quantile(np.asarray(population, dtype=np.float64), np.arange(1, n_bins) / n_bins)
+    population = np.asarray(population, dtype=np.float64).reshape(-1)
+    edges = np.linspace(population.min(), population.max(), int(n_bins) + 1)
+    which = np.clip(np.searchsorted(edges, population, side="right") - 1, 0, int(n_bins) - 1)
+    return np.array([population[which == b].mean() for b in range(int(n_bins))
+                     if (which == b).any()])
 
 
 def benchmark_values(population: Any, indices: Any, n_bins: int = DEFAULT_BINS,
                      categorical: bool = False, seed: int = 0) -> np.ndarray:
-    """(len(indices),) values drawn uniformly from the test values outside each image's bin.
+    """(len(indices),) values drawn uniformly from the distinct test values outside each
+    image's interval (module docstring).
 
-    bin(v) = number of inner quantile edges <= v (:func:`quantile_bins`); for a categorical
-    variable bin(v) = v. Image i gets a draw from {population[j] : bin(population[j]) !=
-    bin(population[indices[i]])}, seeded by ``seed``.
+    interval(v) = number of cut points (:func:`benchmark_cuts`) <= v; for a categorical
+    variable interval(v) = v. Image i gets a uniform draw from the distinct values
+    {population[j] : interval(population[j]) != interval(population[indices[i]])}, seeded by
+    ``seed``.
     """
     population, indices = _check(population, indices)
     if categorical:
-        bins = population.astype(np.int64)
+        intervals = population.astype(np.int64)
     else:
-        bins = np.searchsorted(quantile_bins(population, n_bins), population, side="right")
-    if np.unique(bins).size < 2:
+        intervals = np.searchsorted(benchmark_cuts(population, n_bins), population, side="right")
+    if np.unique(intervals).size < 2:
         raise ValueError("every test value falls in one bin, so no different-bin value exists; "
                          "the variable is (nearly) constant in the test set")
     rng = np.random.default_rng(seed)
     out = np.empty(len(indices))
-    own = bins[indices]
+    own = intervals[indices]
     for b in np.unique(own):
         mask = own == b
-        out[mask] = rng.choice(population[bins != b], size=int(mask.sum()))
+        out[mask] = rng.choice(np.unique(population[intervals != b]), size=int(mask.sum()))
     return out
 
 

@@ -56,7 +56,7 @@ class EvaluationConfig:
         steps, abduction, guidance: DDIM steps, ``"inversion"`` or ``"noise"``, and the
             classifier-free guidance weight of every counterfactual.
         protocol: "benchmark", "random", "fixed" or ``{variable: values}``
-            (:mod:`cdae.evaluate.protocol`); ``n_bins`` quantile bins for "benchmark".
+            (:mod:`cdae.evaluate.protocol`); ``n_bins`` equal-width bins for "benchmark".
         seed: picks the images and the protocol's values.
         variables: the variables to intervene on (None: all of the graph's).
         batch_size: images per counterfactual call.
