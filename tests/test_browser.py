@@ -1,7 +1,7 @@
-"""Notebook 08 in a real browser: JupyterLab on a free local port, headless Chromium driven by
+"""Notebook 10 in a real browser: JupyterLab on a free local port, headless Chromium driven by
 Playwright. The notebook is run, the explorer must render as widgets (not "Loading widget..."
 or a text repr), a dragged slider must change the counterfactual image, and a screenshot of the
-explorer is saved to ``<figures_dir()>/08_explorer_browser.png`` (``make figures`` refreshes the
+explorer is saved to ``<figures_dir()>/10_explorer_browser.png`` (``make figures`` refreshes the
 committed one in ``figures/``).
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``; ``.ci/run`` installs it) and the
@@ -25,7 +25,7 @@ import pytest
 from cdae.paths import figures_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = "08_interactive_counterfactuals.ipynb"
+NOTEBOOK = "10_interactive_counterfactuals.ipynb"
 CHROMIUM = os.environ.get("CDAE_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """A JupyterLab server on a copy of notebook 08; yields its URL (with token)."""
+    """A JupyterLab server on a copy of notebook 10; yields its URL (with token)."""
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)  # autosave stays there
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -120,7 +120,7 @@ def run_all_cells(page) -> None:
         }""", timeout=RUN_TIMEOUT_S * 1000)
 
 
-def test_notebook_08_explorer_works_in_chromium(lab, page):
+def test_notebook_10_explorer_works_in_chromium(lab, page):
     page.goto(lab)
     run_all_cells(page)
     outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
@@ -156,4 +156,4 @@ def test_notebook_08_explorer_works_in_chromium(lab, page):
     assert image.screenshot() != before_pixels, "the counterfactual image did not change"
     status = explorer.locator(".widget-html").all_inner_texts()
     assert any("update" in text and " s" in text for text in status)
-    explorer.screenshot(path=str(figures_dir() / "08_explorer_browser.png"))
+    explorer.screenshot(path=str(figures_dir() / "10_explorer_browser.png"))
