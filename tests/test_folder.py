@@ -123,3 +123,11 @@ def test_a_folder_with_a_manifest_is_verified_before_it_is_used(tmp_path):
         build_dataset("folder", "train", root=tmp_path)
     (tmp_path / "MANIFEST.sha256").unlink()  # the edit made on purpose: used as it is
     assert len(build_dataset("folder", "train", root=tmp_path)) == 3
+
+
+def test_a_label_column_the_graph_leaves_out_is_a_warning_naming_it(tmp_path):
+    write_folder(tmp_path, 4)
+    forgot_colour = {"nodes": ["kind", "size"], "categorical": {"kind": 3}}
+    with pytest.warns(UserWarning, match=r"columns \['colour'\] that are not nodes of the graph"):
+        data = build_dataset("folder", "all", root=tmp_path, graph=forgot_colour)
+    assert data.variables == ["kind", "size"] and "colour" in data.labels_natural.columns

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,20 @@ def read_image_folder(
     causal_graph = load_graph_spec(graph, [folder, Path(root)])
     images = _read_images(folder, table["file"].astype(str).tolist())
     labels = table.drop(columns=[c for c in ("file", "split") if c in table.columns])
+    _warn_unmodelled(labels, causal_graph, folder / labels_file)
     return images, labels.reset_index(drop=True), causal_graph
+
+
+def _warn_unmodelled(labels: pd.DataFrame, graph: CausalGraph, csv: Path) -> None:
+    """Warn about label columns the graph leaves out: a forgotten variable trains silently
+    as part of the image's style, and every counterfactual then keeps it fixed."""
+    extra = [name for name in labels.columns if name not in graph.nodes]
+    if extra:
+        warnings.warn(
+            f"{csv} has columns {extra} that are not nodes of the graph {graph.nodes}: the model "
+            "will not know them (a counterfactual keeps them as part of the image's style). If "
+            "they are causal variables, add them to the graph's nodes and edges; if not, drop "
+            "them from the CSV to silence this warning", stacklevel=3)
 
 
 def _folder_split(root: Path, split: str, labels_file: str) -> tuple[Path, pd.DataFrame]:

@@ -6,7 +6,9 @@ One function per metric, each with its formula in its docstring:
 * :func:`fid`, :func:`kid` in the feature space of a :class:`FeatureNet` trained here;
 * :func:`train_predictor` -> :class:`AntiCausalPredictor` (reads the variables from images);
 * :func:`counterfactual_error`, :func:`effectiveness_table`, :func:`composition`,
-  :func:`reversibility`.
+  :func:`reversibility`;
+* :class:`LabelSCM`: counterfactual label targets from an additive-noise SCM fitted to the
+  labels, for data without an oracle (your own images).
 
 And the whole pipeline: :func:`evaluate_model` -> :class:`EvaluationReport` (all of the above on
 a trained model's test set, with intervention protocols and dataset oracles, set by an
@@ -18,6 +20,7 @@ a trained model's test set, with intervention protocols and dataset oracles, set
 
 from cdae.evaluate.dci import DCIResult, dci
 from cdae.evaluate.evaluators import load_or_train_evaluators
+from cdae.evaluate.label_scm import LabelSCM
 from cdae.evaluate.metrics import (
     composition,
     counterfactual_error,
@@ -40,6 +43,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationReport",
     "FeatureNet",
+    "LabelSCM",
     "Oracle",
     "composition",
     "counterfactual_error",
