@@ -1,7 +1,8 @@
 # Two commands for a fresh machine (see README):
 #   make quickstart   install, then run the main job and write its figures to runs/figures/
-#   (make figures     refresh the committed figures/ on purpose: the main job in full mode, and the
-#                     browser test's screenshot of the explorer)
+#   (make figures     refresh the committed figures/ on purpose: every notebook in full mode, the
+#                     paper's figures and tables (python -m cdae figures), and the browser test's
+#                     screenshot of the explorer)
 #   make test         install, then run the whole test suite (unit tests + every notebook via nbval)
 #
 # torch is installed first and pinned, so that pip never resolves an unpinned torch to a
@@ -46,5 +47,5 @@ lint: install
 	$(BIN)/nbstripout --keep-count --verify notebooks/*.ipynb
 
 figures: install
-	CDAE_FIGURES_DIR=$(CURDIR)/figures $(BIN)/python -m cdae quickstart
+	CDAE_FIGURES_DIR=$(CURDIR)/figures $(BIN)/python -m cdae figures --notebooks
 	CDAE_FIGURES_DIR=$(CURDIR)/figures $(BIN)/python -m pytest -q tests/test_browser.py

@@ -94,6 +94,24 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return run_quickstart(smoke=args.smoke)
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from cdae.paths import smoke_mode
+    from cdae.reproduce import ReproductionSettings, reproduce
+
+    smoke = args.smoke or smoke_mode()
+    if args.notebooks:  # the course's figures first; notebook 12 is the reproduction below
+        from cdae.quickstart import course_notebooks, run_notebooks
+
+        names = [name for name in course_notebooks() if not name.startswith("12_")]
+        if run_notebooks(names, smoke) != 0:
+            return 1
+    settings = ReproductionSettings.smoke() if smoke else ReproductionSettings.full()
+    print(f"reproducing the paper's figures and tables ({'smoke' if smoke else 'full'} mode)",
+          flush=True)
+    reproduce(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cdae.paths import data_dir
 
@@ -187,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     quick = commands.add_parser("quickstart", help="run the main job and write its figures")
     quick.add_argument("--smoke", action="store_true", help="small, fast version (as in CI)")
     quick.set_defaults(func=_cmd_quickstart)
+
+    figures = commands.add_parser(
+        "figures", help="regenerate the paper's figures and tables from the shipped models")
+    figures.add_argument("--smoke", action="store_true",
+                         help="every loop small, as in CI (also when CDAE_SMOKE or CI is set)")
+    figures.add_argument("--notebooks", action="store_true",
+                         help="first run every course notebook (full mode unless --smoke), "
+                         "which writes the course's figures")
+    figures.set_defaults(func=_cmd_figures)
     return parser
 
 

@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,17 @@ def _last_error_line(exc: Exception) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def run_quickstart(smoke: bool = False) -> int:
-    """Run :data:`QUICKSTART_NOTEBOOKS`; print where the figures are. Returns an exit code."""
+def course_notebooks() -> list[str]:
+    """Every numbered notebook of the course, in order (``notebooks/NN_*.ipynb``)."""
+    return sorted(path.name for path in (repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebooks(names: Sequence[str], smoke: bool = False) -> int:
+    """Run ``names`` (notebook file names) in order; print where the figures are. Returns an
+    exit code: 1 at the first notebook that fails (the others are not run)."""
     notebooks_dir = repo_root() / "notebooks"
     out_dir = repo_root() / "runs" / "notebooks"
-    for name in QUICKSTART_NOTEBOOKS:
+    for name in names:
         start = time.perf_counter()
         print(f"running {name} ({'smoke' if smoke else 'full'} mode) ...", flush=True)
         try:
@@ -129,3 +136,8 @@ def run_quickstart(smoke: bool = False) -> int:
     figures = sorted(figures_dir().glob("*.png"))
     print(f"{len(figures)} figures in {figures_dir()}")
     return 0
+
+
+def run_quickstart(smoke: bool = False) -> int:
+    """Run :data:`QUICKSTART_NOTEBOOKS` (:func:`run_notebooks`). Returns an exit code."""
+    return run_notebooks(QUICKSTART_NOTEBOOKS, smoke)
