@@ -7,7 +7,7 @@ returns a matplotlib ``Figure``; :mod:`cdae.reproduce.run` measures and saves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -28,17 +28,31 @@ WEAK_PANELS: dict[str, tuple[str, str, str, str]] = {
 
 def paper_grid(cf_model: CounterfactualModel, x: Tensor,
                interventions: Mapping[str, Mapping[str, Any]], steps: int,
-               reader: Any | None = None, row_labels: Sequence[str] | None = None,
-               title: str | None = None) -> Any:
+               reader: Any | None = None, title: str | None = None) -> Any:
     """Rows: the images of ``x`` (B, C, H, W) in [-1, 1]; columns: the input, then one
-    counterfactual per named intervention, captioned with what ``reader`` measures on it."""
-    from cdae.widgets.figures import intervention_grid
+    counterfactual per named intervention (one abduction per image serves every column).
+    Captions, one line per intervened variable and descendant: the value the counterfactual
+    latents hold, then what ``reader`` (images -> DataFrame) measures on the image."""
+    from cdae.plotting import captioned_grid
 
-    fig = intervention_grid(cf_model, x, interventions, steps=steps, reader=reader,
-                            row_labels=list(row_labels) if row_labels else None)
-    if title:
-        fig.suptitle(title)
-    return fig
+    graph = cf_model.graph
+    abducted = cf_model.abduct(x, steps)
+    cells: list[list[tuple[Any, str]]] = [[(image, "input")] for image in x]
+    for do in interventions.values():
+        result = cf_model.predict(abducted, do)
+        measured = reader(result.images) if reader is not None else pd.DataFrame()
+        touched = [n for n in graph.nodes if n in do or set(graph.ancestors(n)) & set(do)]
+        for b, row in enumerate(cells):
+            lines = []
+            for name in touched:
+                line = f"{name} {result.counterfactual[name].iloc[b]:.3g}"
+                if name in measured.columns:
+                    value = measured[name].iloc[b]
+                    line += " / –" if pd.isna(value) else f" / {value:.3g}"
+                lines.append(line)
+            row.append((result.images[b], "\n".join(lines)))
+    return captioned_grid(cells, [f"image {b}" for b in range(len(x))],
+                          ["input", *interventions], title=title, cell_size=2.0)
 
 
 def weak_curves(sweep: pd.DataFrame, panel: str, off_joint: str = "all") -> pd.DataFrame:

@@ -153,7 +153,8 @@ def counterfactual_grid(dataset: str, settings: ReproductionSettings,
     reader = oracle_reader(oracle) if oracle is not None else None
     return paper_grid(cf, x, GRID_INTERVENTIONS[dataset], settings.steps, reader,
                       title=f"{model} on {dataset}: counterfactuals of test images "
-                            f"({settings.steps} DDIM steps, captions: asked / measured)")
+                            f"({settings.steps} DDIM steps)\ncaptions: the value the "
+                            "counterfactual latents hold / what the oracle measures")
 
 
 def weak_supervision_sweep(settings: ReproductionSettings, progress: bool = False,
