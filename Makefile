@@ -16,13 +16,13 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_WORKERS ?= 2
 
-.PHONY: install quickstart test lint figures clean-data
+.PHONY: install quickstart test lint figures site clean-data
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,docs]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -41,6 +41,15 @@ test: install
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
 		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1200 \
 		--durations 15
+
+# the course as a static site, runs/site/html/index.html: every notebook in full mode
+# (CDAE_SMOKE=0), rendered from its executed copy in runs/notebooks/ when `make figures` or the
+# quickstart left one of the same code and mode, else executed by myst-nb, whose cache
+# (runs/site/jupyter_cache/) runs a notebook again only when its code changed
+site: install
+	CDAE_SMOKE=$${CDAE_SMOKE:-0} $(BIN)/python -m sphinx -E -b html -d runs/site/doctrees \
+		docs runs/site/html
+	@echo "the site: $(CURDIR)/runs/site/html/index.html"
 
 lint: install
 	$(BIN)/ruff check cdae tests benchmarks notebooks

@@ -95,6 +95,7 @@ def run_notebook(path: Path, out_dir: Path, smoke: bool, timeout_s: int = 3600,
             os.environ.pop("CDAE_SMOKE", None)
         else:
             os.environ["CDAE_SMOKE"] = env_backup
+    notebook.metadata["cdae"] = {"smoke": smoke}  # the course site reuses copies of its mode
     nbformat.write(notebook, executed_path)
     return executed_path
 
