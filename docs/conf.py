@@ -82,9 +82,11 @@ def copy_mathjax(app, exception) -> None:
 
 # myst-nb folds the code cells tagged hide-input (the solutions) but renders markdown cells as
 # they are: a markdown solution gets the same folded <details> element here
-FOLD = ('<details class="admonition hide above-input">\n'
-        '<summary aria-label="Toggle hidden content"><span class="collapsed">Show solution</span>'
-        '<span class="expanded">Hide solution</span></summary>\n\n{}\n\n</details>')
+FOLD = ('<div class="cell docutils container">\n<details class="admonition hide above-input">\n'
+        '<summary aria-label="Toggle hidden content">'
+        '<p class="collapsed admonition-title">Show solution</p>'
+        '<p class="expanded admonition-title">Hide solution</p></summary>\n\n{}\n\n'
+        '</details>\n</div>')
 
 
 def fold_markdown_solutions(notebook: dict) -> None:
