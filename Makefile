@@ -35,7 +35,7 @@ quickstart: install
 # runs them in full mode. One intra-op thread per process: the PYTEST_WORKERS workers (and the
 # notebook kernels they start) already fill the cores, and more busy threads than cores make
 # PyTorch's spinning threads wait on each other (measured on 2 cores: the suite took 16.5 min
-# with all threads per process and 3.3 min with one; notebook 09's sweep cell 388 s and 27 s)
+# with all threads per process and 3.3 min with one; notebook 11's sweep cell 388 s and 27 s)
 test: install
 	CDAE_SMOKE=$${CDAE_SMOKE:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope \
