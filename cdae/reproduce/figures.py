@@ -20,7 +20,7 @@ WEAK_PANELS: dict[str, tuple[str, str, str, str]] = {
     "do(intensity): intensity MAE": ("effectiveness", "intensity", "intensity", "mae"),
     "do(thickness): thickness MAE (px)": ("effectiveness", "thickness", "thickness", "mae"),
     "do(intensity): thickness moved (px)": ("effectiveness", "intensity", "thickness", "mae"),
-    "do(thickness): L1 to the true counterfactual": ("true_error", "thickness", "image", "l1"),
+    "do(intensity): L1 to the true counterfactual": ("true_error", "intensity", "image", "l1"),
     "composition: L1 after one null intervention": ("composition", "null x 1", "image", "l1"),
     "FID, all counterfactuals": ("realism", "all counterfactuals", "image", "fid"),
 }
