@@ -113,18 +113,19 @@ def compare_models(dataset: str, settings: ReproductionSettings,
 def off_joint_table(comparison: Comparison, intervened: str, variable: str) -> pd.DataFrame:
     """The oracle's error of ``variable`` under do(``intervened``), in bins of the distance k
     from the training joint: rows the bins, columns the models (with each bin's count)."""
-    columns = {}
+    columns, counts = {}, None
     for label, report in comparison.reports.items():
         binned = report.tables.get("off_joint")
         if binned is None:
             continue
         rows = binned[(binned["measured_by"] == "oracle") & (binned["intervened"] == intervened)
-                      & (binned["variable"] == variable)]
-        columns[label] = rows.set_index("off_joint")["value_all"]
-        columns["n"] = rows.set_index("off_joint")["n"]
-    if not columns:
+                      & (binned["variable"] == variable)].set_index("off_joint")
+        columns[label] = rows["value_all"]
+        counts = rows["n"]  # the same images and requests for every model
+    if counts is None:
         raise ValueError(f"no report of {comparison.dataset!r} has an off_joint table")
-    return pd.DataFrame(columns).rename_axis(f"do({intervened}): {variable}, by k")
+    return pd.DataFrame({**columns, "n": counts}).rename_axis(
+        f"do({intervened}): {variable}, by k")
 
 
 def test_images(dataset: str, cf_model: CounterfactualModel, count: int,
