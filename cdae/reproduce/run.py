@@ -183,13 +183,14 @@ def weak_supervision_sweep(settings: ReproductionSettings, progress: bool = Fals
 
 
 def weak_supervision_table(sweep: pd.DataFrame) -> pd.DataFrame:
-    """do(intensity)'s and do(thickness)'s oracle MAE and the thickness do(intensity) moves,
-    rows the guidance weights, columns (metric, model)."""
+    """do(intensity)'s and do(thickness)'s oracle MAE and the thickness do(intensity) moves:
+    rows (metric, guidance weight), columns the models."""
     from cdae.reproduce.figures import weak_curves
 
     panels = ("do(intensity): intensity MAE", "do(thickness): thickness MAE (px)",
               "do(intensity): thickness moved (px)")
-    return pd.concat({panel: weak_curves(sweep, panel) for panel in panels}, axis=1)
+    return pd.concat({panel: weak_curves(sweep, panel) for panel in panels},
+                     names=["metric", "guidance"])
 
 
 def speed_curve(settings: ReproductionSettings, progress: bool = False) -> pd.DataFrame:

@@ -50,13 +50,13 @@ class ReproductionSettings:
         seed: picks the images and the intervention values.
     """
 
-    n: dict[str, int] = field(default_factory=lambda: {"morphomnist": 128, "pendulum": 64})
+    n: dict[str, int] = field(default_factory=lambda: {"morphomnist": 128, "pendulum": 48})
     steps: int = 50
     composition_n: int = 16
     cycles: tuple[int, ...] = (1, 10)
     realism_n: int = 2000
     dci_n: int = 1000
-    weak_n: int = 48
+    weak_n: int = 32
     weak_steps: int = 25
     weak_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
     speed_n: int = 16
