@@ -71,12 +71,11 @@ def shipped_models(names: dict[str, str]) -> tuple[dict[str, CounterfactualModel
     return models, missing
 
 
-def _options(cf_model: CounterfactualModel) -> dict[str, Any]:
-    return {"size": cf_model.model.config.image_size, "channels": cf_model.model.config.in_channels}
-
-
 def _dataset_options(dataset: str, cf_model: CounterfactualModel) -> dict[str, Any]:
-    return _options(cf_model) if dataset == "pendulum" else {}
+    """``build_dataset`` keywords for the model's test split: Pendulum is resized to the model."""
+    if dataset != "pendulum":
+        return {}
+    return {"size": cf_model.model.config.image_size, "channels": cf_model.model.config.in_channels}
 
 
 @dataclass
