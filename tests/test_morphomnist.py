@@ -147,6 +147,16 @@ def test_reader_round_trip_and_images_show_labels(dataset):
         mm.fidelity_table(data.images[:3], data.labels.iloc[:2])
 
 
+def test_base_digits_of_the_full_test_set_are_never_replaced_by_the_sample(tmp_path,
+                                                                           monkeypatch):
+    # images made from the full MNIST test set index into its 10,000 digits: the 1,000 shipped
+    # ones in their place would give wrong digits (or an IndexError), so it is a clear error
+    monkeypatch.delenv("CDAE_MNIST_DIR", raising=False)
+    monkeypatch.setenv("CDAE_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match="made from the MNIST test set.*CDAE_MNIST_DIR"):
+        mm.load_base_source("mnist:t10k", mnist_dir=tmp_path / "empty")
+
+
 def test_draws_per_digit_give_distinct_attributes_for_each_base(dataset):
     labels = mm.read_morphomnist(dataset, "train").labels
     pairs = labels.groupby("base_index")

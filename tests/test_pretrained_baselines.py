@@ -16,9 +16,10 @@ from cdae.pretrained import read_manifest
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 MORPHO_BASELINES = ("morphomnist_small_diffae", "morphomnist_small_label_ddim")
+PENDULUM_BASELINES = ("pendulum_small_diffae", "pendulum_small_label_ddim")
 
 
-@pytest.mark.parametrize("name", (*MORPHO_BASELINES, "pendulum_small_diffae"))
+@pytest.mark.parametrize("name", (*MORPHO_BASELINES, *PENDULUM_BASELINES))
 def test_manifest_says_how_the_baseline_was_trained(name):
     entry = read_manifest()[f"{name}.pt"]
     assert entry["command"] == f"python -m cdae train configs/{name}.yaml"
@@ -46,6 +47,19 @@ def test_morpho_baseline_does_not_propagate_thickness_to_intensity(name, morpho_
     # a non-causal model keeps the child's value: only CausalDiffAE recomputes it
     np.testing.assert_allclose(out.counterfactual["intensity"], out.factual["intensity"],
                                atol=1e-3)
+
+
+@pytest.mark.parametrize("name", PENDULUM_BASELINES)
+def test_pendulum_baseline_leaves_the_shadows_where_they_were(name):
+    cf = load_pretrained(name)
+    scenes = build_dataset("pendulum", "test", normalizer=cf.normalizer, size=32, channels=3,
+                           limit=4)
+    x, y = scenes.tensors()
+    out = cf.counterfactual(x, do={"pendulum_angle": 30.0}, steps=2,
+                            labels=None if cf.has_encoder else y)
+    np.testing.assert_allclose(out.counterfactual["pendulum_angle"], 30.0, atol=1e-3)
+    for effect in ("shadow_length", "shadow_position"):  # the true SCM would move both
+        np.testing.assert_allclose(out.counterfactual[effect], out.factual[effect], atol=1e-3)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,20 +109,23 @@ def compare_models(dataset: str, settings: ReproductionSettings,
     return Comparison(dataset, comparison_table(reports), reports, notes)
 
 
-def off_joint_table(comparison: Comparison, intervened: str, variable: str) -> pd.DataFrame:
+def off_joint_table(reports: Mapping[str, EvaluationReport], intervened: str,
+                    variable: str) -> pd.DataFrame:
     """The oracle's error of ``variable`` under do(``intervened``), in bins of the distance k
-    from the training joint: rows the bins, columns the models (with each bin's count)."""
+    from the training joint: rows the bins, columns the models (with each bin's count). Every
+    report must be scored on the same images and requests (as :func:`compare_models` does)."""
     columns, counts = {}, None
-    for label, report in comparison.reports.items():
+    for label, report in reports.items():
         binned = report.tables.get("off_joint")
         if binned is None:
             continue
         rows = binned[(binned["measured_by"] == "oracle") & (binned["intervened"] == intervened)
                       & (binned["variable"] == variable)].set_index("off_joint")
         columns[label] = rows["value_all"]
-        counts = rows["n"]  # the same images and requests for every model
+        counts = rows["n"]
     if counts is None:
-        raise ValueError(f"no report of {comparison.dataset!r} has an off_joint table")
+        raise ValueError(f"none of the reports {list(reports)} has an off_joint table; evaluate "
+                         "with 'off_joint' in EvaluationConfig.tables")
     return pd.DataFrame({**columns, "n": counts}).rename_axis(
         f"do({intervened}): {variable}, by k")
 
@@ -240,7 +243,7 @@ def reproduce(settings: ReproductionSettings | None = None, progress: bool = Tru
                    + " ".join(result.notes))
         keep(write_table(result.table, f"{PREFIX}table_{dataset}", caption), started)
         if dataset == "morphomnist":
-            binned = off_joint_table(result, "intensity", "intensity")
+            binned = off_joint_table(result.reports, "intensity", "intensity")
             keep(write_table(binned, f"{PREFIX}table_{dataset}_off_joint",
                              f"do(intensity): intensity MAE (oracle) by distance k from the "
                              f"training joint; {n} test digits"), started)

